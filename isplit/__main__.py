@@ -1,0 +1,3 @@
+from isplit.cli import main
+
+main()
