@@ -123,6 +123,321 @@ def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, th
     )
 
 
+@main.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="the fine-tuned model.pt",
+)
+@click.option(
+    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--config", "cfg", type=JSON, required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
+    """Per-image, per-layer I-SPLIT importance → OUT/samples.parquet, OUT/channels.parquet."""
+    from isplit import importance as imp
+
+    summary = imp.run(
+        model_path=model_path,
+        dataset_dir=dataset_dir,
+        out_dir=out_dir,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
+    click.echo(json.dumps(summary))
+
+
+@main.command()
+@click.option(
+    "--samples", "samples_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--dataset",
+    "dataset_dir",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="for the class names (else the samples' metadata)",
+)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+def cui(samples_path, dataset_dir, out_path):
+    """CUI curve (mean, std, log10 per layer; overall and per class) → OUT."""
+    from isplit import cui as cui_mod
+
+    cui_mod.run(samples_path=samples_path, dataset_dir=dataset_dir, out_path=out_path)
+
+
+@main.command("select-candidates")
+@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--config", "cfg", type=JSON, required=True)
+@click.option("--out", "out_tsv", type=click.Path(path_type=Path), required=True)
+def select_candidates(curve_path, model_path, cfg, out_tsv):
+    """Candidate split points (I-SPLIT maxima, CDE size drops, per class) → OUT (TSV)."""
+    from isplit import candidates
+
+    sel = candidates.run(curve_path=curve_path, model_path=model_path, cfg=cfg, out_tsv=out_tsv)
+    click.echo(sel.to_string(index=False))
+
+
+@main.command("plot-cui")
+@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option(
+    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def plot_cui(curve_path, candidates_path, model_path, out_dir):
+    """The CUI curve with candidates and the CDE size curve; per-class curves (PNG + PDF)."""
+    from isplit import plots
+
+    for path in plots.cui_figures(
+        curve_path=curve_path,
+        candidates_path=candidates_path,
+        model_path=model_path,
+        out_dir=out_dir,
+    ):
+        click.echo(str(path))
+
+
+@main.command("gather-splits")
+@click.option(
+    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option(
+    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--splits-out", type=click.Path(path_type=Path), required=True)
+@click.option("--quality-out", type=click.Path(path_type=Path), required=True)
+@click.argument("metrics", nargs=-1, type=click.Path(path_type=Path, exists=True))
+def gather_splits(candidates_path, finetune_metrics, dataset_dir, splits_out, quality_out, metrics):
+    """Gather per-split METRICS → splits.parquet, quality.json (CUI vs accuracy)."""
+    from isplit import quality
+    from isplit.datasets.loader import read_classes
+
+    q = quality.run(
+        candidates_path=candidates_path,
+        metrics_paths=list(metrics),
+        finetune_metrics=finetune_metrics,
+        classes=read_classes(dataset_dir),
+        splits_out=splits_out,
+        quality_out=quality_out,
+    )
+    click.echo(json.dumps({k: q[k] for k in ("cui_vs_accuracy", "cde_size_vs_accuracy")}))
+
+
+@main.command("plot-splits")
+@click.option(
+    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option(
+    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--quality", "quality_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def plot_splits(splits_path, curve_path, candidates_path, quality_path, out_dir):
+    """Accuracy per split, CUI vs accuracy, accuracy vs bytes, per-class accuracy figures."""
+    from isplit import plots
+
+    for path in plots.split_figures(
+        splits_path=splits_path,
+        curve_path=curve_path,
+        candidates_path=candidates_path,
+        quality_path=quality_path,
+        out_dir=out_dir,
+    ):
+        click.echo(str(path))
+
+
+@main.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="the fine-tuned model.pt (timed whole: LC/RC)",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help=".parquet or .csv: the compute table the workflow imports",
+)
+@click.option("--repeats", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.argument("splits", nargs=-1, type=click.Path(path_type=Path, exists=True))
+def profile(model_path, out_path, repeats, warmup, threads, splits):
+    """Time head/encoder/decoder/tail of each split model (SPLITS: .../splits/<layer>/model.pt)
+    at batch 1 on this machine. Run it on the real device and point the config's
+    latency.device.table at the output."""
+    from isplit.latency import compute
+
+    df = compute.run(
+        model_path=model_path,
+        split_paths={Path(p).parent.name: p for p in splits},
+        out_path=out_path,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+    )
+    click.echo(df.to_string(index=False))
+
+
+@main.command("simulate-latency")
+@click.option(
+    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--compute", "compute_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--input-size", type=int, required=True)
+@click.option("--config", "cfg", type=JSON, required=True, help="the latency section (JSON)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cfg, seed, out_path):
+    """Packet-level latency of every split and LC/RC under the network profiles → OUT."""
+    from isplit import latency
+
+    df = latency.run_simulation(
+        splits_path=splits_path,
+        compute_path=compute_path,
+        finetune_metrics_path=finetune_metrics,
+        input_size=input_size,
+        cfg=cfg,
+        out_path=out_path,
+        seed=seed,
+    )
+    click.echo(f"{len(df)} rows -> {out_path}")
+
+
+@main.command()
+@click.option(
+    "--latency", "latency_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--config", "cfg", type=JSON, required=True, help="the qos section (JSON)")
+@click.option("--out", "out_json", type=click.Path(path_type=Path), required=True)
+def recommend(latency_path, splits_path, finetune_metrics, cfg, out_json):
+    """The split meeting the QoS constraints per network profile and protocol → OUT (JSON)."""
+    from isplit.latency import recommend as rec
+
+    result = rec.run(
+        latency_path=latency_path,
+        splits_path=splits_path,
+        finetune_metrics_path=finetune_metrics,
+        cfg=cfg,
+        out_json=out_json,
+    )
+    click.echo(rec.markdown_table(result))
+
+
+@main.command("plot-latency")
+@click.option(
+    "--latency", "latency_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--recommendation",
+    "recommendation_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+)
+@click.option(
+    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def plot_latency(latency_path, recommendation_path, splits_path, out_dir):
+    """p95 latency vs accuracy per network profile, with the front and the chosen split."""
+    from isplit.latency import figures
+
+    for path in figures.latency_figure(
+        latency_path=latency_path,
+        recommendation_path=recommendation_path,
+        splits_path=splits_path,
+        out_dir=out_dir,
+    ):
+        click.echo(str(path))
+
+
+@main.command()
+@click.option("--experiment", required=True)
+@click.option(
+    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option(
+    "--quality", "quality_path", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option(
+    "--recommendation",
+    "recommendation_path",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+)
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+def summary(experiment, splits_path, quality_path, finetune_metrics, recommendation_path, out_path):
+    """summary.md: evaluated points, CUI-vs-accuracy quality, recommended splits."""
+    from isplit import quality
+
+    quality.write_summary(
+        exp=experiment,
+        splits_path=splits_path,
+        quality_path=quality_path,
+        finetune_metrics=finetune_metrics,
+        recommendation_path=recommendation_path,
+        out_path=out_path,
+    )
+
+
+@main.command("retrain-split")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="the fine-tuned model.pt",
+)
+@click.option(
+    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
+)
+@click.option("--layer", required=True, help="probe point (module name) to split after")
+@click.option("--config", "cfg", type=JSON, required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def retrain_split(model_path, dataset_dir, layer, cfg, seed, out_dir, threads, device):
+    """Split after LAYER, train the bottleneck, evaluate; resumes from OUT/checkpoint.pt."""
+    from isplit import retrain
+
+    retrain.run(
+        model_path=model_path,
+        dataset_dir=dataset_dir,
+        layer=layer,
+        out_dir=out_dir,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
+
+
 @main.command("probe-points")
 @click.option("--model", "model_name", required=True)
 @click.option("--input-size", type=int, default=224, show_default=True)

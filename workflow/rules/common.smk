@@ -56,7 +56,7 @@ def code_version(*modules):
     """
     h = hashlib.sha256()
     pkg = Path(workflow.basedir) / "isplit"
-    for mod in ("__init__", "cli") + modules:
+    for mod in ("__init__",) + modules:
         path = pkg / mod
         files = (
             sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
@@ -150,8 +150,53 @@ def weights_arg(wildcards, input):
     return input.weights if "weights" in input.keys() else "none"
 
 
+def experiment_dataset(wildcards):
+    return dataset_dir(EXPERIMENTS[wildcards.exp]["dataset"])
+
+
+def experiment_model_and_data(wildcards):
+    return {
+        "model": f"results/{wildcards.exp}/finetune/model.pt",
+        "dataset": experiment_dataset(wildcards),
+    }
+
+
+def candidate_layers(wildcards):
+    """The split points chosen by the select_candidates checkpoint (re-evaluated after it)."""
+    path = checkpoints.select_candidates.get(exp=wildcards.exp).output[0]
+    with open(path) as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        col = header.index("layer")
+        return [line.rstrip("\n").split("\t")[col] for line in fh if line.strip()]
+
+
+def split_metrics(wildcards):
+    return [
+        f"results/{wildcards.exp}/splits/{layer}/metrics.json"
+        for layer in candidate_layers(wildcards)
+    ]
+
+
+def split_models(wildcards):
+    return [
+        f"results/{wildcards.exp}/splits/{layer}/model.pt"
+        for layer in candidate_layers(wildcards)
+    ]
+
+
+def latency_value(key):
+    return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
+
+
 def final_targets():
     targets = []
     for exp in EXPERIMENTS:
-        targets.append(f"results/{exp}/finetune/metrics.json")
+        targets += [
+            f"results/{exp}/finetune/metrics.json",
+            f"results/{exp}/figures/cui_curve.png",
+            f"results/{exp}/quality.json",
+            f"results/{exp}/figures/accuracy_by_split.png",
+            f"results/{exp}/figures/latency_accuracy.png",
+            f"results/{exp}/summary.md",
+        ]
     return targets
