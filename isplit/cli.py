@@ -34,7 +34,27 @@ JSON = JSONParam()
 
 
 class Group(click.Group):
-    """Expected failures (bad input, failed download) end with one clear line, no traceback."""
+    """Expected failures (bad input, failed download) end with one clear line, no traceback.
+
+    Commands defined beside their own code (``LAZY``) are imported only when called: they pull
+    in torch, and every rule pays for the CLI's import time."""
+
+    LAZY = {
+        "serve": "isplit.serve:serve_command",
+        "device": "isplit.serve:device_command",
+        "export": "isplit.export:export_command",
+    }
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY:
+            import importlib
+
+            module, attr = self.LAZY[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         from isplit.errors import USER_ERRORS
@@ -391,7 +411,10 @@ def plot_latency(latency_path, recommendation_path, splits_path, out_dir):
     default=None,
 )
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
-def summary(experiment, splits_path, quality_path, finetune_metrics, recommendation_path, out_path):
+@click.argument("deploy", nargs=-1)
+def summary(
+    experiment, splits_path, quality_path, finetune_metrics, recommendation_path, out_path, deploy
+):
     """summary.md: evaluated points, CUI-vs-accuracy quality, recommended splits."""
     from isplit import quality
 
@@ -402,6 +425,7 @@ def summary(experiment, splits_path, quality_path, finetune_metrics, recommendat
         finetune_metrics=finetune_metrics,
         recommendation_path=recommendation_path,
         out_path=out_path,
+        deploy=list(deploy),
     )
 
 

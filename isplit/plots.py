@@ -33,6 +33,8 @@ Figures are built without ``pyplot``, so there is no global figure state and no 
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -399,9 +401,43 @@ def _human_bytes(v: float) -> str:
 
 
 def _pct_axis(axis) -> None:
+    """Fractions shown as percent, with as many decimals as the visible range needs."""
     from matplotlib.ticker import PercentFormatter
 
-    axis.set_major_formatter(PercentFormatter(xmax=1.0))
+    lo, hi = axis.get_view_interval()
+    span = 100 * abs(hi - lo)
+    decimals = 0 if span >= 8 else 1 if span >= 0.8 else 2
+    axis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=decimals))
+
+
+def _short_label(label: str) -> str:
+    """Point labels in scatter plots: ``layer3_bottleneck_5`` → ``layer3.5``."""
+    return re.sub(r"^(layer\d+)_(?:bottleneck|basicblock)_(\d+)$", r"\1.\2", str(label))
+
+
+def _line_obstacles(ax, step_px: float = 4.0, half: float = 2.0) -> list:
+    """Small display-space boxes along every line of ``ax`` (steps and axhlines included),
+    for label placement to avoid."""
+    from matplotlib.cbook import STEP_LOOKUP_MAP
+    from matplotlib.transforms import Bbox
+
+    out = []
+    for line in ax.get_lines():
+        xd = np.asarray(line.get_xdata(), dtype=float)
+        yd = np.asarray(line.get_ydata(), dtype=float)
+        ds = line.get_drawstyle()
+        if ds in STEP_LOOKUP_MAP and ds != "default":
+            xd, yd = STEP_LOOKUP_MAP[ds](xd, yd)
+        if len(xd) == 0:
+            continue
+        pts = line.get_transform().transform(np.column_stack([xd, yd]))
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        for a, b in zip(pts[:-1], pts[1:], strict=True):
+            k = max(1, int(np.hypot(*(b - a)) / step_px))
+            for t in np.linspace(0.0, 1.0, k + 1):
+                px, py = a + t * (b - a)
+                out.append(Bbox.from_extents(px - half, py - half, px + half, py + half))
+    return out
 
 
 def _kind_markers(ax, x, y, kinds: list[set[str]], legend: bool = True) -> None:
@@ -477,17 +513,29 @@ def _overlap(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
+def _segments_cross(p1, p2, q1, q2) -> bool:
+    def orient(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+    return d1 * d2 < 0 and d3 * d4 < 0
+
+
 def _place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> None:
-    """Label points without overlapping each other, the points, or the axes frame: try a ring
-    of offsets around each point (nearest first) and keep the first free one, else the least
-    overlapping; labels moved far from their point get a thin leader line."""
+    """Label points without overlapping each other, the points, the lines in ``ax`` or the axes
+    frame: try a ring of offsets around each point (nearest first) and keep the first free
+    one, else the least bad; a label moved away from its point gets a thin leader line, and
+    leader lines may not cross."""
     from matplotlib.transforms import Bbox
 
     renderer = _agg_renderer(fig)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     pts = ax.transData.transform(np.column_stack([x, y]))
-    r = 7.0 * fig.dpi / 72.0  # marker radius in pixels
+    px_per_pt = fig.dpi / 72.0
+    r = 7.0 * px_per_pt  # marker radius in pixels
     occupied = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in pts]
+    occupied += _line_obstacles(ax)
     frame = ax.get_window_extent(renderer)
     offsets = []
     for dist in (6, 13, 22, 34):
@@ -495,59 +543,61 @@ def _place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> No
             t = math.radians(ang)
             offsets.append((dist * math.cos(t), dist * math.sin(t)))
     bold = np.zeros(len(labels), dtype=bool) if bold is None else np.asarray(bold, dtype=bool)
+    sizes = []
+    for lab, b in zip(labels, bold, strict=True):
+        t = ax.text(0, 0, lab, fontsize=fontsize, fontweight="bold" if b else "normal")
+        e = t.get_window_extent(renderer)
+        sizes.append((e.width, e.height))
+        t.remove()
+    leaders: list[tuple] = []
     for i in np.argsort(-pts[:, 1], kind="stable"):  # top to bottom
+        w, h = sizes[i]
         best, best_cost = None, math.inf
         for dx, dy in offsets:
             ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
             va = "bottom" if dy > 0.5 else "top" if dy < -0.5 else "center"
-            ann = ax.annotate(
-                labels[i],
-                (x[i], y[i]),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=fontsize,
-                fontweight="bold" if bold[i] else "normal",
-                zorder=9,
-                annotation_clip=False,
-            )
-            ann.set_in_layout(False)
-            bb = ann.get_window_extent(renderer)
+            ax_, ay_ = pts[i, 0] + dx * px_per_pt, pts[i, 1] + dy * px_per_pt
+            x0 = ax_ if ha == "left" else ax_ - w if ha == "right" else ax_ - w / 2
+            y0 = ay_ if va == "bottom" else ay_ - h if va == "top" else ay_ - h / 2
+            bb = Bbox.from_bounds(x0, y0, w, h)
             cost = sum(_overlap(bb, o) for o in occupied)
-            outside = (
+            cost += 1e3 * (
                 max(0, frame.x0 - bb.x0)
                 + max(0, bb.x1 - frame.x1)
                 + max(0, frame.y0 - bb.y0)
                 + max(0, bb.y1 - frame.y1)
             )
-            cost += 1e3 * outside
+            seg = (tuple(pts[i]), (ax_, ay_))
+            if math.hypot(dx, dy) > 10:
+                cost += 5e3 * sum(_segments_cross(*seg, *other) for other in leaders)
+            cost += 1e-3 * math.hypot(dx, dy)  # ties: the nearer
             if cost < best_cost:
-                if best is not None:
-                    best[0].remove()
-                best, best_cost = (ann, bb, dx, dy), cost
-            else:
-                ann.remove()
-            if cost == 0:
+                best, best_cost = (bb, dx, dy, ha, va, seg), cost
+            if cost < 1:
                 break
-        ann, bb, dx, dy = best
-        if math.hypot(dx, dy) > 15:
-            ann.remove()
-            ann = ax.annotate(
-                labels[i],
-                (x[i], y[i]),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha=ann.get_ha(),
-                va=ann.get_va(),
-                fontsize=fontsize,
-                fontweight="bold" if bold[i] else "normal",
-                zorder=9,
-                annotation_clip=False,
-                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkB": r * 0.5},
-            )
-            ann.set_in_layout(False)
+        bb, dx, dy, ha, va, seg = best
+        leader = math.hypot(dx, dy) > 10
+        ann = ax.annotate(
+            labels[i],
+            (x[i], y[i]),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=fontsize,
+            fontweight="bold" if bold[i] else "normal",
+            zorder=9,
+            annotation_clip=False,
+            arrowprops=(
+                {"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkB": r * 0.5}
+                if leader
+                else None
+            ),
+        )
+        ann.set_in_layout(False)
         occupied.append(bb)
+        if leader:
+            leaders.append(seg)
 
 
 def _read_split_inputs(splits_path, curve_path, candidates_path, quality_path):
@@ -674,7 +724,7 @@ def _accuracy_by_split(splits, curve, cands, q, title, out_dir) -> list[Path]:
     hi = np.nanmax(sy) if np.isfinite(sy).any() else 1.0
     if ft is not None and math.isfinite(float(ft)):
         lo, hi = min(lo, float(ft)), max(hi, float(ft))
-    pad = max(0.02, 0.12 * (hi - lo))
+    pad = max(0.03, 0.12 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1.0 else hi + pad)
     _pct_axis(ax.yaxis)
     ax.set_ylabel(ACC_LABEL, color="tab:blue")
@@ -729,7 +779,7 @@ def _cui_vs_accuracy(splits, q, title, out_dir) -> list[Path]:
     ax = fig.add_subplot()
     xs, ys = x[ok], y[ok]
     kinds = [_tokens(r) for r in splits.get("reasons", pd.Series([""] * len(splits)))[ok]]
-    labels = splits["label"].astype(str).to_numpy()[ok]
+    labels = np.array([_short_label(v) for v in splits["label"].astype(str)])[ok]
     ax.scatter(xs, ys, s=36, color="tab:blue", zorder=4, label="evaluated split")
     _kind_markers(ax, xs, ys, kinds)
     if len(xs):
@@ -741,8 +791,8 @@ def _cui_vs_accuracy(splits, q, title, out_dir) -> list[Path]:
         ax.plot(gx, k * gx + c0, color="0.4", ls=":", lw=1.2, zorder=2, label="least-squares line")
     # room for labels: pad the limits
     if len(xs):
-        xr = max(np.ptp(xs), 0.2)
-        yr = max(np.ptp(ys), 0.02)
+        xr = np.ptp(xs) if np.ptp(xs) > 0 else 2.0
+        yr = max(np.ptp(ys), 0.2 if np.ptp(ys) == 0 else 0.02)
         ax.set_xlim(xs.min() - 0.12 * xr, xs.max() + 0.12 * xr)
         ax.set_ylim(ys.min() - 0.12 * yr, ys.max() + 0.15 * yr)
     else:
@@ -774,7 +824,7 @@ def _cui_vs_accuracy(splits, q, title, out_dir) -> list[Path]:
 
 
 def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     b = splits["bytes"].to_numpy(np.float64)
     a = splits["top1"].to_numpy(np.float64)
@@ -783,7 +833,7 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
     front = idx[pareto_front(b[ok], a[ok])]
     on = np.zeros(len(b), dtype=bool)
     on[front] = True
-    labels = splits["label"].astype(str).to_numpy()
+    labels = np.array([_short_label(v) for v in splits["label"].astype(str)])
 
     fig = Figure(figsize=(8.5, 6.4), layout="constrained")
     ax = fig.add_subplot()
@@ -835,13 +885,15 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
         ya, yb = a[ok].min(), a[ok].max()
         if ft is not None and math.isfinite(float(ft)):
             ya, yb = min(ya, float(ft)), max(yb, float(ft))
-        yr = max(yb - ya, 0.02)
+        yr = max(yb - ya, 0.2 if yb == ya else 0.02)
         ax.set_ylim(ya - 0.12 * yr, yb + 0.15 * yr)
     fmt = FuncFormatter(lambda v, _pos: _human_bytes(v))
     ax.xaxis.set_major_formatter(fmt)
-    if ok.any() and np.log10(b[ok].max() * 1.6) - np.log10(b[ok].min() / 1.6) < 1.5:
+    if ok.any() and np.log10(b[ok].max() * 1.6) - np.log10(b[ok].min() / 1.6) < 3.0:
+        # up to 3 decades the decades alone leave too few labels: add 2× and 5×
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
         ax.xaxis.set_minor_formatter(fmt)
-        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.tick_params(axis="x", which="both", labelsize=9)
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())
     _pct_axis(ax.yaxis)
@@ -884,11 +936,16 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     missing = n_own - len(rows)
     annotate = k <= 20 and n <= 24
 
-    height = 0.32 * k + 3.0 if k <= MAX_CLASS_TICKS else min(26.0, 0.11 * k + 3.0)
-    fig = Figure(figsize=(max(6.5, 0.5 * n + 3.5), max(4.5, height)), layout="constrained")
+    many = k > MAX_CLASS_TICKS
+    height = min(22.0, 0.075 * k + 4.0) if many else 0.32 * k + 3.0
+    width = max(9.0 if many else 8.0, 0.5 * n + 3.5)
+    fig = Figure(figsize=(width, max(4.5, height)), layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(mat, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
-    cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, max(0.3, 12 / k)))
+    if many:  # a full-height bar on a very tall figure is mostly empty: put it on top
+        cb = fig.colorbar(im, ax=ax, location="top", fraction=0.02, pad=0.01, shrink=0.6)
+    else:
+        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, max(0.4, 12 / k)))
     cb.set_label("per-class test accuracy (fraction correct)")
     if annotate:
         for i in range(k):
@@ -904,10 +961,19 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
                         fontsize=6.5,
                         color="black" if v > 0.6 else "white",
                     )
-    lw = 2.0 if k <= MAX_CLASS_TICKS else 1.0
+    lw = 1.2 if many else 2.0
+    inset = 0.06 if many else 0.1  # inside the cell, clear of the gold column's outline
     for i, j in zip(rows, cols, strict=True):
         ax.add_patch(
-            Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=lw, zorder=4)
+            Rectangle(
+                (j - 0.5 + inset, i - 0.5 + inset),
+                1 - 2 * inset,
+                1 - 2 * inset,
+                fill=False,
+                edgecolor="red",
+                lw=lw,
+                zorder=5,
+            )
         )
     handles = []
     if rows:
@@ -916,33 +982,39 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
         )
     pb = q.get("predicted_best")
     if pb and str(pb["layer"]) in col_of:
+        from matplotlib.lines import Line2D
+
         j = col_of[str(pb["layer"])]
-        ax.add_patch(
-            Rectangle(
-                (j - 0.5, -0.5),
-                1,
-                k,
-                fill=False,
-                edgecolor="gold",
-                lw=2.5,
-                ls="--",
-                zorder=5,
-                clip_on=False,
-            )
+        col_style = {"edgecolor": "black", "lw": 2.2, "ls": (0, (4, 2))}
+        ax.add_patch(Rectangle((j - 0.5, -0.5), 1, k, fill=False, zorder=4, **col_style))
+        ax.plot(  # just above the top edge: x in data, y in axes coordinates
+            [j],
+            [1.0],
+            transform=ax.get_xaxis_transform(),
+            marker="v",
+            ms=11,
+            markerfacecolor="gold",
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            ls="none",
+            zorder=6,
+            clip_on=False,
         )
         handles.append(
-            Rectangle(
-                (0, 0),
-                1,
-                1,
-                fill=False,
-                edgecolor="gold",
-                lw=2.5,
-                ls="--",
-                label="I-SPLIT predicted best (global)",
+            Line2D(
+                [],
+                [],
+                color="black",
+                lw=2.2,
+                ls=(0, (4, 2)),
+                marker="v",
+                markerfacecolor="gold",
+                markersize=9,
+                label="I-SPLIT predicted best split (global)",
             )
         )
     _ticks(ax, labels)
+    ax.set_ylim(k - 0.5, -0.5)
     ax.set_xlabel("evaluated split point (network order)")
     step = max(1, math.ceil(k / MAX_CLASS_TICKS))
     ax.set_yticks(range(0, k, step))
@@ -951,17 +1023,28 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     if handles:
         fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     gains = [e.get("gain") for e in q.get("per_class") or [] if e.get("gain") is not None]
-    lines = [f"Per-class test accuracy after bottleneck retraining{_with_title(title)}"]
-    sub = f"{k} classes × {n} splits; red box: each class's own predicted best (class CUI argmax)"
+    parts = [
+        f"{k} classes × {n} evaluated splits; red box: each class's own predicted best split "
+        "(its class CUI argmax)"
+    ]
+    notes = []
     if gains:
         better = sum(1 for g in gains if g > 0)
-        sub += (
-            f"\nown best beats the global best for {better} of {len(gains)} classes, "
+        notes.append(
+            f"own best beats the global best for {better} of {len(gains)} classes, "
             f"mean gain {100 * float(np.mean(gains)):+.1f} points"
         )
     if missing > 0:
-        sub += f"; {missing} class(es)' own best not evaluated"
+        notes.append(f"{missing} of {n_own} classes' own best split not evaluated")
     if annotate:
-        sub += "; cell values in %"
-    ax.set_title(lines[0] + "\n" + sub, fontsize=9.5)
+        notes.append("cell values in %")
+    if notes:
+        parts.append("; ".join(notes))
+    chars = int(width * 12)  # about what fits across the figure at this font size
+    lines = textwrap.wrap(
+        f"Per-class test accuracy after bottleneck retraining{_with_title(title)}", chars
+    )
+    for part in parts:
+        lines += textwrap.wrap(part, chars)
+    ax.set_title("\n".join(lines), fontsize=9.5)
     return _save(fig, out_dir, "per_class_accuracy")

@@ -159,6 +159,7 @@ def summary_markdown(
     q: dict,
     finetune: dict | None,
     recommendations: str | None = None,
+    deploy: list[str] | None = None,
 ) -> str:
     lines = [f"# {exp}", ""]
     if finetune:
@@ -197,6 +198,17 @@ def summary_markdown(
         )
     if recommendations:
         lines += ["", "## Recommended split per network (Split-Et-Impera)", "", recommendations]
+    if deploy:
+        lines += [
+            "",
+            "## Deployment",
+            "",
+            f"{len(deploy)} splits exported for a device/server pair (`device.pt2`: head + "
+            "encoder, `server.pt2`: decoder + tail, `manifest.json`; run them with "
+            "`python -m isplit serve` / `device`):",
+            "",
+        ]
+        lines += [f"- `{d}`" for d in deploy]
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +245,7 @@ def write_summary(
     finetune_metrics: str | Path | None,
     recommendation_path: str | Path | None,
     out_path: str | Path,
+    deploy: list[str] | None = None,
 ) -> None:
     """``summary.md``: the evaluated points, the quality numbers and the recommendations."""
     splits = pd.read_parquet(splits_path)
@@ -245,5 +258,5 @@ def write_summary(
         rec = markdown_table(recommendation_path)
     out = Path(out_path)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(summary_markdown(exp, splits, q, ft, rec))
+    tmp.write_text(summary_markdown(exp, splits, q, ft, rec, deploy))
     tmp.replace(out)

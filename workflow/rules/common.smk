@@ -184,6 +184,13 @@ def split_models(wildcards):
     ]
 
 
+def deploy_dirs(wildcards):
+    return [
+        f"results/{wildcards.exp}/deploy/{layer}"
+        for layer in candidate_layers(wildcards)
+    ]
+
+
 def latency_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
 

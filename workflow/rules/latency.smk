@@ -109,6 +109,7 @@ rule plot_latency:
 
 rule summary:
     input:
+        deploy=deploy_dirs,
         splits="results/{exp}/splits.parquet",
         quality="results/{exp}/quality.json",
         finetune="results/{exp}/finetune/metrics.json",
@@ -133,4 +134,5 @@ rule summary:
     shell:
         "python -m isplit summary --experiment {wildcards.exp:q} --splits {input.splits:q}"
         " --quality {input.quality:q} --finetune-metrics {input.finetune:q}"
-        " --recommendation {input.recommendation:q} --out {output:q} > {log:q} 2>&1"
+        " --recommendation {input.recommendation:q} --out {output:q} {input.deploy:q}"
+        " > {log:q} 2>&1"

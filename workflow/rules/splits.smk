@@ -103,3 +103,21 @@ rule plot_splits:
         "python -m isplit plot-splits --splits {input.splits:q} --curve {input.curve:q}"
         " --candidates {input.candidates:q} --quality {input.quality:q} --out {params.out:q}"
         " > {log:q} 2>&1"
+
+
+rule export_split:
+    input:
+        "results/{exp}/splits/{layer}/model.pt",
+    output:
+        directory("results/{exp}/deploy/{layer}"),
+    log:
+        "logs/export_split/{exp}/{layer}.log",
+    conda:
+        "../envs/isplit.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=code_version("export", "retrain", "split", "models"),
+    shell:
+        "python -m isplit export --split {input:q} --out {output:q} > {log:q} 2>&1"
