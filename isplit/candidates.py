@@ -71,6 +71,7 @@ import pandas as pd
 from torch import nn
 
 from isplit import models
+from isplit.atomic import write_bytes_if_changed
 from isplit.importance import read_metadata
 
 MODES = ("isplit", "cde", "union", "all")
@@ -233,15 +234,7 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> None:
     buf = io.StringIO()
     frame.to_csv(buf, sep="\t", index=False, lineterminator="\n")
     data = buf.getvalue().encode()
-    if path.is_file() and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes_if_changed(path, data)
 
 
 def _in_channels(model: nn.Module) -> int:

@@ -43,6 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from isplit.atomic import replacing
 from isplit.importance import METADATA_KEY, read_metadata
 
 COLUMNS = ("layer_index", "layer", "label", "group", "class", "n", "mean", "std", "log10_mean")
@@ -163,11 +164,6 @@ def run(
     table = curve(samples, names, input_point=bool(input_point))
     meta = {**meta, "classes": names, "input_point": bool(input_point)}
     schema = SCHEMA.with_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
+    with replacing(out_path) as tmp:
         pq.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False), tmp)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return table

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from isplit import __version__, models
+from isplit.atomic import replacing, write_json
 from isplit.datasets.loader import ManifestDataset, read_classes, transform_from_config
 from isplit.train import evaluate, fit, pick_device, set_determinism
 
@@ -20,12 +21,6 @@ def _file_digest(path: Path) -> str:
     """Cheap identity of an input file for the resume fingerprint (size + mtime + name)."""
     st = path.stat()
     return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def run(
@@ -133,9 +128,8 @@ def run(
         "isplit_version": __version__,
     }
     models.save_model(out_dir / "model.pt", model.cpu(), meta)
-    hist = out_dir / "history.csv"
-    pd.DataFrame(history).to_csv(hist.with_name(hist.name + ".tmp"), index=False)
-    hist.with_name(hist.name + ".tmp").replace(hist)
+    with replacing(out_dir / "history.csv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
     write_json(out_dir / "metrics.json", metrics)
     # the finished model supersedes the checkpoint (which also holds optimiser state: large)
     checkpoint.unlink(missing_ok=True)

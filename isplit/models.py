@@ -23,6 +23,8 @@ import torch
 import torchvision
 from torch import nn
 
+from isplit.atomic import replacing
+
 #: the architectures the paper uses, plus the embedded default and a small ResNet
 NAMED = ("vgg16", "resnet50", "mobilenet_v2", "resnet18")
 VARIANTS = ("paper", "public-code")
@@ -126,10 +128,8 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def save_model(path: str | Path, model: nn.Module, meta: dict) -> None:
     """Save weights plus what is needed to rebuild the model (``meta['model']``, classes)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save({"meta": meta, "state_dict": model.state_dict()}, tmp)
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict]:

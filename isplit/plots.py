@@ -43,18 +43,19 @@ from matplotlib.figure import Figure
 
 from isplit import candidates as cand
 from isplit import models
+from isplit.atomic import replacing
 from isplit.importance import read_metadata
 
 MAX_PANELS = 12
 
 
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """``stem``.png and .pdf, whole or not at all, without dates (same input, same bytes)."""
     paths = []
     for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
-        tmp = path.with_name(f".{path.stem}.tmp.{ext}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=_fixed_metadata(ext))
-        tmp.replace(path)
+        path = Path(out_dir) / f"{stem}.{ext}"
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=_fixed_metadata(ext))
         paths.append(path)
     return paths
 
@@ -227,7 +228,7 @@ def _curve_figure(curve, flags, sizes, input_size, title, out_dir) -> list[Path]
         markerscale=0.6,
     )
     ax.set_title(f"I-SPLIT CUI curve and activation size — {title}", fontsize=10)
-    return _save(fig, out_dir, "cui_curve")
+    return save_figure(fig, out_dir, "cui_curve")
 
 
 def _class_best_positions(flags: pd.DataFrame, layer_index: list[int]) -> dict[str, int]:
@@ -262,7 +263,7 @@ def _per_class_figure(curve, flags, title, out_dir) -> list[Path]:
     if not groups:
         fig = Figure(figsize=(6, 2))
         fig.text(0.5, 0.5, "no per-class curves", ha="center", va="center")
-        return _save(fig, out_dir, "cui_per_class")
+        return save_figure(fig, out_dir, "cui_per_class")
     if len(groups) <= MAX_PANELS:
         return _small_multiples(groups, mats, counts, best, g, labels, title, out_dir)
     return _heatmap(groups, mats, best, labels, title, out_dir)
@@ -310,7 +311,7 @@ def _small_multiples(groups, mats, counts, best, g, labels, title, out_dir) -> l
             ax.set_xlabel("probe point")
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Per-class CUI curves (true label) — {title}", fontsize=10)
-    return _save(fig, out_dir, "cui_per_class")
+    return save_figure(fig, out_dir, "cui_per_class")
 
 
 def _heatmap(groups, mats, best, labels, title, out_dir) -> list[Path]:
@@ -342,7 +343,7 @@ def _heatmap(groups, mats, best, labels, title, out_dir) -> list[Path]:
     ax.set_xlabel("probe point (split after this layer)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.18))
     ax.set_title(f"Per-class CUI (log10) — {title}", fontsize=10)
-    return _save(fig, out_dir, "cui_per_class")
+    return save_figure(fig, out_dir, "cui_per_class")
 
 
 # --------------------------------------------------------------------------------------------
@@ -756,7 +757,7 @@ def _accuracy_by_split(splits, curve, cands, q, title, out_dir) -> list[Path]:
     )
     sub = _predicted_line(q)
     ax.set_title(head + (f"\n{sub}" if sub else ""), fontsize=10)
-    return _save(fig, out_dir, "accuracy_by_split")
+    return save_figure(fig, out_dir, "accuracy_by_split")
 
 
 def _corr_text(c: dict | None, name: str, sym_p: bool = True) -> str:
@@ -820,7 +821,7 @@ def _cui_vs_accuracy(splits, q, title, out_dir) -> list[Path]:
     ax.set_title("\n".join(lines), fontsize=9.5)
     if len(xs):
         _place_labels(fig, ax, xs, ys, list(labels))
-    return _save(fig, out_dir, "cui_vs_accuracy")
+    return save_figure(fig, out_dir, "cui_vs_accuracy")
 
 
 def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
@@ -909,7 +910,7 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
     )
     if ok.any():
         _place_labels(fig, ax, b[ok], a[ok], list(labels[ok]), bold=on[ok])
-    return _save(fig, out_dir, "accuracy_vs_bytes")
+    return save_figure(fig, out_dir, "accuracy_vs_bytes")
 
 
 def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
@@ -922,7 +923,7 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     if not acc_cols:
         fig = Figure(figsize=(6, 2))
         fig.text(0.5, 0.5, "no per-class accuracies in splits.parquet", ha="center", va="center")
-        return _save(fig, out_dir, "per_class_accuracy")
+        return save_figure(fig, out_dir, "per_class_accuracy")
     mat = splits[acc_cols].to_numpy(np.float64).T  # classes × splits
     k, n = mat.shape
     own = {}
@@ -1047,4 +1048,4 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     for part in parts:
         lines += textwrap.wrap(part, chars)
     ax.set_title("\n".join(lines), fontsize=9.5)
-    return _save(fig, out_dir, "per_class_accuracy")
+    return save_figure(fig, out_dir, "per_class_accuracy")

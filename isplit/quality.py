@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from isplit.finetune import write_json
+from isplit.atomic import replacing, write_json, write_text
 
 COST_COLUMNS = (
     "bytes",
@@ -229,11 +229,9 @@ def run(
     q = quality(splits, candidates, classes)
     ft = json.loads(Path(finetune_metrics).read_text()) if finetune_metrics else None
     q["finetuned_top1"] = ft["test"]["top1"] if ft else None
-    splits_out = Path(splits_out)
-    tmp = splits_out.with_name(splits_out.name + ".tmp")
-    splits.to_parquet(tmp, index=False)
-    tmp.replace(splits_out)
-    write_json(Path(quality_out), q)
+    with replacing(splits_out) as tmp:
+        splits.to_parquet(tmp, index=False)
+    write_json(quality_out, q)
     return q
 
 
@@ -256,7 +254,4 @@ def write_summary(
         from isplit.latency.recommend import markdown_table
 
         rec = markdown_table(recommendation_path)
-    out = Path(out_path)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(summary_markdown(exp, splits, q, ft, rec, deploy))
-    tmp.replace(out)
+    write_text(out_path, summary_markdown(exp, splits, q, ft, rec, deploy))

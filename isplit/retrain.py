@@ -21,8 +21,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from isplit import __version__, models
+from isplit.atomic import replacing, write_json
 from isplit.datasets.loader import ManifestDataset, read_classes, transform_from_config
-from isplit.finetune import write_json
 from isplit.split import SplitModel, split_model, transmitted_bytes
 from isplit.train import evaluate, fit, pick_device, set_determinism
 
@@ -46,9 +46,8 @@ def build_split(model: nn.Module, layer: str, cfg: dict, input_cfg: dict) -> Spl
 
 
 def save_split(path: Path, split: SplitModel, meta: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"meta": meta, "state_dict": split.state_dict()}, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save({"meta": meta, "state_dict": split.state_dict()}, tmp)
 
 
 def load_split(path: str | Path, map_location: str = "cpu") -> tuple[SplitModel, dict]:

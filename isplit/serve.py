@@ -81,6 +81,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from isplit.atomic import replacing
 from isplit.export import (
     MANIFEST,
     DevicePart,
@@ -330,11 +331,8 @@ SERVER_COLUMNS = [
 
 def write_csv(path: str | Path, rows: list[dict], columns: Sequence[str]) -> None:
     """Whole file or nothing: write a sibling temp file, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(rows, columns=list(columns)).to_csv(tmp, index=False)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        pd.DataFrame(rows, columns=list(columns)).to_csv(tmp, index=False)
 
 
 def serve(

@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from isplit import serve  # noqa: E402
+from isplit.datasets import synthetic  # noqa: E402
 from isplit.latency import netsim  # noqa: E402
 from isplit.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args  # noqa: E402
 
@@ -68,38 +69,9 @@ LOOPBACK_BPS = 1e12  # "infinite" bandwidth for the loopback condition's simulat
 # --------------------------------------------------------------------------- inputs
 
 
-def write_dataset(root: Path, per_class: int = 30, size: int = 28, seed: int = 0) -> Path:
-    """A small prepared dataset (manifest format) of three grey pattern classes; the
-    latency does not depend on the pixels, the device only needs images to stream."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    protos = [
-        (np.sin(yy / 2.0) > 0).astype(float),
-        (np.sin(xx / 2.0) > 0).astype(float),
-        (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (size / 3) ** 2).astype(float),
-    ]
-    images, labels, splits = [], [], []
-    for split in ("train", "val", "test"):
-        for c, proto in enumerate(protos):
-            for _ in range(per_class):
-                images.append((255 * (0.7 * proto + 0.3 * rng.random((size, size)))).astype("u1"))
-                labels.append(c)
-                splits.append(split)
-    root.mkdir(parents=True, exist_ok=True)
-    np.save(root / "images.npy", np.stack(images))
-    n = len(labels)
-    pd.DataFrame(
-        {
-            "sample_id": [f"synthetic/{i:05d}" for i in range(n)],
-            "path": pd.Series([None] * n, dtype="string"),
-            "index": np.arange(n, dtype=np.int64),
-            "label": np.asarray(labels, dtype=np.int64),
-            "class_name": [str(c) for c in labels],
-            "split": splits,
-        }
-    ).to_parquet(root / "manifest.parquet")
-    (root / "classes.json").write_text(json.dumps(["horizontal", "vertical", "blob"]))
-    return root
+def write_dataset(root: Path) -> Path:
+    """The latency does not depend on the pixels: the device only needs images to stream."""
+    return synthetic.write(root, per_class=30)
 
 
 DEFAULT_SPLITS = {

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from isplit.atomic import replacing
+
 PARTS = ("head", "encoder", "decoder", "tail")
 FULL = "full"
 LC, RC = "LC", "RC"
@@ -147,11 +149,8 @@ def run(
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

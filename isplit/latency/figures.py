@@ -22,23 +22,10 @@ from matplotlib.figure import Figure
 
 from isplit.latency.compute import LC, RC
 from isplit.latency.recommend import markdown_table
+from isplit.plots import save_figure
 
 STEM = "latency_accuracy"
 __all__ = ["latency_figure", "markdown_table", "pick_setting"]
-
-
-def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """PNG + PDF, written to temp names and renamed, without dates (same input, same bytes)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
-        tmp = path.with_name(f".{path.stem}.tmp.{ext}")
-        meta = {"CreationDate": None, "ModDate": None} if ext == "pdf" else {"Software": None}
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=meta)
-        tmp.replace(path)
-        paths.append(path)
-    return paths
 
 
 def pick_setting(lat: pd.DataFrame, profile: str, protocol=None, loss=None) -> tuple[str, float]:
@@ -229,7 +216,7 @@ def latency_figure(
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     _legend(fig, used={lab for ax in fig.axes for lab in ax.get_legend_handles_labels()[1]})
-    return _save(fig, Path(out_dir), STEM)
+    return save_figure(fig, Path(out_dir), STEM)
 
 
 def _legend(fig: Figure, used: set[str]) -> None:

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from isplit.atomic import write_json
 from isplit.latency.compute import LC, RC
 
 DEFAULTS: dict = {
@@ -324,11 +325,7 @@ def run(
         "accuracy": {r["layer"]: _num(r["accuracy"]) for r in cand.to_dict("records")},
         "groups": groups,
     }
-    out_json = Path(out_json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_json.with_name(f".{out_json.name}.tmp")
-    tmp.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
-    tmp.replace(out_json)
+    write_json(out_json, out, allow_nan=False)
     return out
 
 
