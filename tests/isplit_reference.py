@@ -80,8 +80,8 @@ def reference_cui(
 
         alphas = []
         for ci in computed:
-            if public_code_cost:
-                a = models.run_chain(steps[: ci + 1], img)
+            if public_code_cost:  # records a graph, as get_filters does, then drops it
+                a = models.run_chain(steps[: ci + 1], img).detach()
             else:
                 with torch.no_grad():
                     a = models.run_chain(steps[: ci + 1], img)
