@@ -276,6 +276,14 @@ def download(
     tolerated after the first one.  See the module docstring for resume and checksum rules.
     """
     dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # One writer per destination: concurrent processes would append to one .part and could
+    # record the hash of a mixed-up file in the lock file.
+    with FileLock(str(dest) + ".lock"):
+        return _download(url, dest, sha256, lock_file, timeout, retries, progress)
+
+
+def _download(url, dest: Path, sha256, lock_file, timeout, retries, progress) -> str:
     part = dest.with_name(dest.name + ".part")
     expected = _expected_hash(sha256, lock_file, url)
     if expected is not None and dest.exists() and sha256_file(dest) == expected:

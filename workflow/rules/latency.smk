@@ -10,8 +10,8 @@ rule profile_compute:
         "benchmarks/profile_compute/{exp}.tsv"
     conda:
         "../envs/isplit.yaml"
-    # all cores: timings are only meaningful with nothing else running beside them
-    threads: workflow.cores
+    # all local cores: timings mean little with other jobs beside them (a cluster job gets 8)
+    threads: workflow.resource_settings.cores or 8
     resources:
         mem_mb=4000,
         runtime=60,
