@@ -30,6 +30,8 @@ package is never installed or imported.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
@@ -279,8 +281,20 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     # One writer per destination: concurrent processes would append to one .part and could
     # record the hash of a mixed-up file in the lock file.
-    with FileLock(str(dest) + ".lock"):
+    with _directory_lock(dest.parent):
         return _download(url, dest, sha256, lock_file, timeout, retries, progress)
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path):
+    """An exclusive flock on the destination's directory itself: unlike a ``.lock`` sidecar
+    it leaves no file behind, and it is released by the kernel if the process dies."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _download(url, dest: Path, sha256, lock_file, timeout, retries, progress) -> str:

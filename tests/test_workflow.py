@@ -69,6 +69,65 @@ def test_tiny_run_outputs(tiny_run):
     assert weights.stat().st_size == 14_212_972  # torchvision's mobilenet_v2-b0353104.pth
 
 
+def test_tiny_run_every_later_output_parses(tiny_run):
+    """Every file of the later stages exists and parses, and they agree with each other."""
+    import pyarrow.parquet as pq
+
+    work, _ = tiny_run
+    res = work / "results/tiny"
+    samples = pd.read_parquet(res / "importance/samples.parquet")
+    assert samples["sample"].nunique() == 60 and samples["layer"].nunique() == 19
+    assert (samples["cui"] >= 0).all()
+    channels = pd.read_parquet(res / "importance/channels.parquet")
+    assert set(channels["layer"]) == set(samples["layer"])
+    assert pq.read_metadata(res / "importance/samples.parquet").metadata[b"isplit"]
+    curve = pd.read_parquet(res / "cui/curve.parquet")
+    overall = curve[curve["group"] == "all"]
+    assert len(overall) == 19 and (overall["n"] == 60).all()
+
+    cand = pd.read_csv(res / "candidates.tsv", sep="\t")
+    layers = list(cand["layer"])
+    assert layers and cand["reasons"].str.contains("isplit-best").sum() == 1
+    for layer in layers:
+        m = json.loads((res / "splits" / layer / "metrics.json").read_text())
+        assert m["layer"] == layer and m["bytes"] > 0 and 0 <= m["test"]["top1"] <= 1
+        manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
+        assert manifest["layer"] == layer
+        assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0
+    splits = pd.read_parquet(res / "splits.parquet")
+    assert list(splits["layer"]) == layers
+    quality = json.loads((res / "quality.json").read_text())
+    assert quality["n_points"] == len(layers)
+    assert {"spearman", "pearson", "n"} <= set(quality["cui_vs_accuracy"])
+
+    compute = pd.read_parquet(res / "latency/compute.parquet")
+    assert {"LC", "RC", *layers} == set(compute["layer"])
+    latency = pd.read_parquet(res / "latency.parquet")
+    assert set(latency["profile"]) == {"sei", "ieee802154"}
+    assert set(latency["layer"]) == {"LC", "RC", *layers}
+    assert (latency["latency_p95_s"] >= latency["latency_p50_s"]).all()
+    rec = json.loads((res / "recommendation.json").read_text())
+    assert rec["constraints"]["max_p95_s"] == 0.5 and rec["groups"]
+    for g in rec["groups"]:
+        assert g["status"] in ("ok", "none")
+        if g["status"] == "ok":
+            assert g["recommended"]["latency_p95_s"] <= 0.5
+
+    for stem in (
+        "cui_curve",
+        "cui_per_class",
+        "accuracy_by_split",
+        "cui_vs_accuracy",
+        "accuracy_vs_bytes",
+        "per_class_accuracy",
+        "latency_accuracy",
+    ):
+        for ext in ("png", "pdf"):
+            assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 10_000, stem
+    summary = (res / "summary.md").read_text()
+    assert "Spearman" in summary and "Recommended split" in summary and "Deployment" in summary
+
+
 def test_tiny_rerun_is_incremental(tiny_run, tmp_path):
     work, _ = tiny_run
     config = str(ROOT / "config/tiny.yaml")
