@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -14,13 +12,14 @@ import torch
 from isplit import __version__, models
 from isplit.atomic import replacing, write_json
 from isplit.datasets.loader import ManifestDataset, read_classes, transform_from_config
-from isplit.train import evaluate, fit, pick_device, set_determinism
-
-
-def _file_digest(path: Path) -> str:
-    """Cheap identity of an input file for the resume fingerprint (size + mtime + name)."""
-    st = path.stat()
-    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+from isplit.train import (
+    evaluate,
+    file_identity,
+    fit,
+    pick_device,
+    run_fingerprint,
+    set_determinism,
+)
 
 
 def run(
@@ -68,14 +67,14 @@ def run(
     )
     ident = {
         "model": model_name,
-        "weights": _file_digest(Path(weights)) if weights else None,
-        "manifest": _file_digest(dataset_dir / "manifest.parquet"),
+        "weights": file_identity(weights) if weights else None,
+        "manifest": file_identity(dataset_dir / "manifest.parquet"),
         "input": input_cfg,
         "cfg": cfg,
         "seed": seed,
         "version": __version__,
     }
-    fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    fingerprint = run_fingerprint(ident)
     checkpoint = out_dir / "checkpoint.pt"
     t0 = time.perf_counter()
     history = fit(

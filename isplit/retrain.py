@@ -10,8 +10,7 @@ bottleneck and fine-tunes the classifier's final Linear layer (the public code's
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from isplit import __version__, models
 from isplit.atomic import replacing, write_json
 from isplit.datasets.loader import ManifestDataset, read_classes, transform_from_config
-from isplit.split import SplitModel, split_model, transmitted_bytes
-from isplit.train import evaluate, fit, pick_device, set_determinism
+from isplit.split import (
+    FLOAT_BYTES,
+    AEBottleneck,
+    SplitModel,
+    split_model,
+    transmitted_bytes,
+)
+from isplit.train import (
+    evaluate,
+    file_identity,
+    fit,
+    pick_device,
+    run_fingerprint,
+    set_determinism,
+)
 
 
 def input_shape(input_cfg: dict) -> tuple[int, int, int]:
@@ -159,19 +171,18 @@ def run(
         return mode
 
     ident = {
-        "model": Path(model_path).stat().st_size,
-        "model_mtime": Path(model_path).stat().st_mtime_ns,
+        "model": file_identity(model_path),
         "layer": layer,
         "cfg": cfg,
         "seed": seed,
         "version": __version__,
     }
-    fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    fingerprint = run_fingerprint(ident)
     history: list[dict] = []
     t0 = time.perf_counter()
     workers = int(cfg.get("num_workers", 0))
-    trainable = [p for p in split.bottleneck.parameters()]
-    if trainable and int(cfg.get("epochs", 0)) > 0:
+    has_params = any(True for _ in split.bottleneck.parameters())
+    if has_params and int(cfg.get("epochs", 0)) > 0:
         _freeze_all_but(split, split.bottleneck)
         history += fit(
             split,
@@ -219,15 +230,14 @@ def run(
         "train_seconds": time.perf_counter() - t0,
         "epochs": len(history),
         "history": history,
-        "bytes_float32": transmitted_bytes(split, shape),
+        "bytes": transmitted_bytes(split, shape),
         "isplit_version": __version__,
     }
-    quant = cfg.get("quant_bits")
-    metrics["bytes"] = metrics["bytes_float32"]
-    if quant and hasattr(split.bottleneck, "code_shape"):
-        c, h, w = split.bottleneck.code_shape
-        metrics["bytes_float32"] = c * h * w * 4
-        metrics["bytes"] = split.bottleneck.transmitted_bytes()
+    # before the optional 8-bit quantisation of the code (equal to `bytes` without it)
+    bn = split.bottleneck
+    metrics["bytes_float32"] = (
+        math.prod(bn.code_shape) * FLOAT_BYTES if isinstance(bn, AEBottleneck) else metrics["bytes"]
+    )
     metrics.update(cost(split, shape))
     for name, ds in (("val", val_set), ("test", test_set)):
         ev = evaluate(split, ds, batch_size=ebs, device=dev, num_classes=len(classes))

@@ -8,6 +8,8 @@ CPU ends with bit-identical weights.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
@@ -43,6 +45,19 @@ def set_determinism(seed: int, threads: int | None = None) -> None:
     # warn_only: a few CUDA kernels have no deterministic version; on CPU nothing warns
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def file_identity(path: str | Path) -> str:
+    """Cheap identity of an input file for a resume fingerprint (name + size + mtime)."""
+    path = Path(path)
+    st = path.stat()
+    return f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def run_fingerprint(ident: dict) -> str:
+    """Hash of everything that determines a training run: a checkpoint is resumed only by a
+    run with the same fingerprint."""
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

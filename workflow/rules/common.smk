@@ -19,6 +19,7 @@ shell.prefix(
 )
 
 # Only stdlib-only modules of the package are imported at parse time (no torch).
+from isplit import __version__ as isplit_version  # noqa: E402
 from isplit import datasets as isplit_datasets  # noqa: E402
 from isplit import weights as isplit_weights  # noqa: E402
 
@@ -64,13 +65,7 @@ def code_version(*modules):
         for f in files:
             h.update(f.relative_to(pkg).as_posix().encode())
             h.update(f.read_bytes())
-    return f"{isplit_version()}+{h.hexdigest()[:12]}"
-
-
-def isplit_version():
-    from isplit import __version__
-
-    return __version__
+    return f"{isplit_version}+{h.hexdigest()[:12]}"
 
 
 # ----------------------------------------------------------------------------- datasets
