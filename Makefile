@@ -1,4 +1,5 @@
-# Two entry points: `make run` (the default experiment) and `make test` (all checks).
+# Entry points: `make run` (the default experiment), `make check` (the fast tier) and
+# `make test` (everything CI runs).
 # Both create .venv on first use: torch first (the 2.14.1/0.29.1 pair installs from the
 # machine's local wheels; PyPI's torchvision does not work beside other torch builds), then
 # this package with its workflow and test extras.
@@ -10,10 +11,8 @@ CORES ?= $(shell nproc)
 CONFIG ?= config/config.yaml
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# rules run `python -m isplit`: the venv's python must come first on PATH
-export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run test lint unit report clean-results
+.PHONY: venv run check test lint unit integration clean-results
 
 venv: $(STAMP)
 
@@ -31,11 +30,19 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check .
 	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
+# the fast tier (< 3 min on 2 cores): tiny networks, no workflow runs
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q tests/unit
 
-test: lint unit
+check: lint unit
+
+# workflow runs, killed-and-resumed training, exports, and the real SLURM test where allowed
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration tests/cluster
+
+test: check integration
 
 clean-results:
 	rm -rf results logs benchmarks

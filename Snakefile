@@ -1,14 +1,6 @@
-import os
-
 from snakemake.utils import min_version
 
 min_version("9.1.0")
-
-
-# the default experiment, unless the command line names its own config file(s)
-if not workflow.overwrite_configfiles:
-
-    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"
@@ -23,11 +15,13 @@ wildcard_constraints:
     layer=r"[A-Za-z0-9_.\-]+",
 
 
-include: "workflow/rules/datasets.smk"
-include: "workflow/rules/finetune.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/importance.smk"
-include: "workflow/rules/splits.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/latency.smk"
+include: "workflow/rules/deploy.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -6,10 +6,13 @@ The CLI reports these as one line naming the problem; anything else keeps its tr
 from __future__ import annotations
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from isplit.fetch import DownloadError
-
-    return (ValueError, FileNotFoundError, NotADirectoryError, DownloadError)
+class DownloadError(RuntimeError):
+    """A download failed or produced the wrong bytes; the message names the URL or file."""
 
 
-USER_ERRORS = _user_errors()
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    DownloadError,
+)

@@ -11,9 +11,9 @@ Links:
 * ``loopback``: device and server on 127.0.0.1 (no shaping; simulated at 1 Tb/s, i.e. compute
   only) — checks the timestamp bookkeeping.
 * ``veth``: device and server in two network namespaces joined by a veth pair shaped by
-  ``tc qdisc tbf`` at the given rate in both directions (:func:`isplit.relay.netns_pair`; needs
+  ``tc qdisc tbf`` at the given rate in both directions (:func:`tools.relay.netns_pair`; needs
   root and iproute2). The rate is changed in place between conditions.
-* ``veth+relay``: as ``veth`` plus :class:`isplit.relay.Relay` in the device namespace adding a
+* ``veth+relay``: as ``veth`` plus :class:`tools.relay.Relay` in the device namespace adding a
   fixed one-way delay per direction (this kernel has no netem).
 
 Two latencies are compared, because the simulator stops where the device's clock does not:
@@ -30,7 +30,7 @@ and the tbf settings) in ``--out``. Systematic differences to expect, all small 
 (8 app + 20 TCP + 20 IP + 14 Ethernet: 6.1 % overhead) while Linux sends 1448-byte segments
 with 66 bytes (TCP timestamps: 32 TCP + 20 IP + 14 Ethernet: 4.6 %), so the simulator
 overestimates serialisation by ~1.5 %; tbf lets a full bucket (1514 bytes + 150 µs at the rate,
-:func:`isplit.relay.tbf_burst`) through at line rate, so each measured frame is up to
+:func:`tools.relay.tbf_burst`) through at line rate, so each measured frame is up to
 ``burst · 8 / rate`` faster (12 ms at 1 Mb/s); the stack, Python and process wake-ups add a
 few hundred µs per frame that the simulator does not have — more on a CPU shared with other
 work, which is why the compute-only ``loopback`` rows (sanity checks of the bookkeeping, where
@@ -58,10 +58,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isplit import serve  # noqa: E402
-from isplit.datasets import synthetic  # noqa: E402
+from isplit.deploy import wire  # noqa: E402
 from isplit.latency import netsim  # noqa: E402
-from isplit.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args  # noqa: E402
+from tools import synthetic  # noqa: E402
+from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args  # noqa: E402
 
 LOOPBACK_BPS = 1e12  # "infinite" bandwidth for the loopback condition's simulation
 
@@ -84,14 +84,15 @@ DEFAULT_SPLITS = {
 def build_default_splits(out: Path, image_size: int = 96) -> dict[str, Path]:
     import torch
 
-    from isplit import models, retrain
+    from isplit.nets import models
+    from isplit.nets.split import build_split, save_split
 
     paths = {}
     inp = {"image_size": image_size, "grayscale_to_rgb": True, "normalize": "imagenet"}
     for name, (layer, cfg) in DEFAULT_SPLITS.items():
         torch.manual_seed(0)
         model = models.build("resnet18", 3)
-        split = retrain.build_split(model, layer, cfg, inp).eval()
+        split = build_split(model, layer, cfg, inp).eval()
         meta = {
             "model": "resnet18",
             "num_classes": 3,
@@ -102,7 +103,7 @@ def build_default_splits(out: Path, image_size: int = 96) -> dict[str, Path]:
         }
         path = out / name / "model.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        retrain.save_split(path, split, meta)
+        save_split(path, split, meta)
         paths[name] = path
     return paths
 
@@ -168,7 +169,7 @@ def measure(
         host, port = server_host, server_port
         if cond["delay_s"] > 0:
             relay_log = work / f"{cond['name']}.relay.log"
-            relay_cmd = python_cmd("isplit.relay", "--listen", "127.0.0.1:0")
+            relay_cmd = python_cmd("tools.relay", "--listen", "127.0.0.1:0")
             relay_cmd += ["--connect", f"{server_host}:{server_port}"]
             relay_cmd += ["--delay-ms", str(cond["delay_s"] * 1000)]
             with open(relay_log, "w") as f:
@@ -176,7 +177,7 @@ def measure(
                     [*prefix, *relay_cmd], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT
                 )
             host, port = "127.0.0.1", port_of(wait_for_line(relay, relay_log, "listening", 60))
-        cmd = python_cmd("isplit.serve", "device", "--split", str(split_path))
+        cmd = python_cmd("isplit", "device", "--split", str(split_path))
         cmd += ["--dataset", str(dataset), "--n", str(cond["frames"]), "--host", host]
         cmd += ["--port", str(port), "--warmup", str(args.warmup), "--log", str(log)]
         cmd += ["--threads", "1", "--timeout", "300"]
@@ -196,13 +197,13 @@ def compare(cond: dict, dev: pd.DataFrame, srv: pd.DataFrame) -> dict:
     device_s = float(np.median(m["t_ready"] - m["t_capture"]))
     server_s = float(np.median(m["server_s"]))
     payload = int(m["payload_bytes"].iloc[0])
-    frame_bytes = payload + serve.FRAME_OVERHEAD
+    frame_bytes = payload + wire.FRAME_OVERHEAD
     rate = cond["rate_bps"] or LOOPBACK_BPS
     link = netsim.Link(rate, cond["delay_s"])
     sim = netsim.simulate(
         frame_bytes, link, "tcp", n_frames=len(m), device_s=device_s, server_s=server_s
     )
-    reply = cond["delay_s"] + 8 * sum(netsim.packet_sizes(serve.RESULT_BYTES, 1500, "tcp")) / rate
+    reply = cond["delay_s"] + 8 * sum(netsim.packet_sizes(wire.RESULT_BYTES, 1500, "tcp")) / rate
     measured_done = float(np.median(s["t_done"].to_numpy() - m["t_capture"].to_numpy()))
     measured_answer = float(np.median(m["latency_s"]))
     sim_done, sim_answer = sim.p50, sim.p50 + reply
@@ -266,7 +267,7 @@ def plan(args, sizes: dict[str, int], with_netns: bool) -> list[dict]:
 
 def start_server(prefix, split_path, host, log_dir: Path, name: str):
     log = log_dir / f"server-{name}.log"
-    cmd = python_cmd("isplit.serve", "serve", "--split", str(split_path), "--host", host)
+    cmd = python_cmd("isplit", "serve", "--split", str(split_path), "--host", host)
     cmd += ["--port", "0", "--frames-log", str(log_dir / f"server-{name}.csv")]
     cmd += ["--threads", "1", "--timeout", "300"]
     with open(log, "w") as f:
@@ -287,7 +288,7 @@ def run(args) -> list[dict]:
         else:
             splits = build_default_splits(work / "splits", args.image_size)
         sizes = {
-            k: serve.load_half(p, "device").identity["payload_bytes"] for k, p in splits.items()
+            k: wire.load_half(p, "device").identity["payload_bytes"] for k, p in splits.items()
         }
         conds = plan(args, sizes, with_netns)
         print(f"{len(conds)} conditions, splits {sizes} (payload bytes)", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Compute profiles: how long each side of every split takes, measured or imported.
 
 Why measure per part: the device runs ``head`` + ``encoder`` and the server ``decoder`` + ``tail``
-(method.md §5.2), so a split's compute latency is a sum of parts, and the parts can be scaled to
+(docs/method.md), so a split's compute latency is a sum of parts, and the parts can be scaled to
 another machine independently. The two ends of the design space are measured too:
 
 * ``LC`` (local computing): the whole fine-tuned model on the device; only the result is sent
@@ -11,13 +11,9 @@ another machine independently. The two ends of the design space are measured too
   device, before normalisation — the smallest lossless thing a camera can send; grey datasets
   converted to RGB are still counted as 3 channels, because that is what the model consumes).
 
-Measurement protocol (:func:`run`): batch 1, ``torch.inference_mode``, ``warmup`` untimed calls,
-then ``repeats`` timed calls with ``time.perf_counter``; the parts of one split are timed in
-round-robin so a burst of load on the shared machine hits all of them alike. The input is a
-seeded random image; each part receives the real output of the previous part.
-
 The resulting table (``compute.parquet``) is also the **device table format**: running the same
-measurement on the real device (``isplit profile`` calls :func:`run` there) gives a file with the
+measurement on the real device (``isplit profile`` calls :func:`isplit.latency.profiling.run`
+there) gives a file with the
 columns ``model, input_size, layer, part, median_s, p95_s[, n]`` (CSV or Parquet); ``part`` is
 ``head|encoder|decoder|tail`` for a split layer and ``full`` for the rows ``LC`` and ``RC``.
 The workflow imports it with ``latency: {device: {table: path}}``
@@ -27,23 +23,16 @@ The workflow imports it with ``latency: {device: {table: path}}``
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-
-from isplit.atomic import replacing
 
 PARTS = ("head", "encoder", "decoder", "tail")
 FULL = "full"
 LC, RC = "LC", "RC"
 LC_RESULT_BYTES = 4  # the predicted class index as an int32
 TABLE_COLUMNS = ("model", "input_size", "layer", "part", "median_s", "p95_s")
-DEFAULT_DEVICE = {"scale": 20.0}
-DEFAULT_SERVER = {"scale": 0.1}
 DEVICE_PARTS = ("head", "encoder")
 SERVER_PARTS = ("decoder", "tail")
 
@@ -51,106 +40,6 @@ SERVER_PARTS = ("decoder", "tail")
 def rc_bytes(input_size: int, channels: int = 3) -> int:
     """Bytes of the raw camera frame RC sends: uint8 C×H×W at the model's input size."""
     return int(channels) * int(input_size) ** 2
-
-
-def _time_round_robin(fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int):
-    """Median, p95 and count of each callable's wall time, calls interleaved."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times = {k: np.empty(repeats) for k in fns}
-    for r in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k][r] = time.perf_counter() - t0
-    return {k: (float(np.median(v)), float(np.percentile(v, 95)), len(v)) for k, v in times.items()}
-
-
-def _split_parts(split) -> dict:
-    from torch import nn
-
-    bn = split.bottleneck
-    enc = getattr(bn, "encoder", nn.Identity())
-    dec = nn.Sequential(getattr(bn, "quantize", nn.Identity()), getattr(bn, "decoder", bn))
-    return {"head": split.head, "encoder": enc, "decoder": dec, "tail": split.tail}
-
-
-def _chain_calls(parts: Mapping, x) -> dict[str, Callable]:
-    """One closure per part, each fed with the previous part's real output."""
-    calls = {}
-    for name, module in parts.items():
-        y = module(x)
-        calls[name] = partial(module, x)
-        x = y
-    return calls
-
-
-def run(
-    *,
-    model_path: str | Path,
-    split_paths: Mapping[str, str | Path],
-    out_path: str | Path,
-    repeats: int = 30,
-    warmup: int = 5,
-    threads: int | None = 1,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Time head/encoder/decoder/tail of every split model and the whole fine-tuned model.
-
-    ``split_paths``: layer name → ``model.pt`` written by :func:`isplit.retrain.run`.
-    ``threads``: torch intra-op threads while timing (1 by default: an embedded-like single
-    core, and stable timings on a shared machine); the previous setting is restored afterwards.
-    Writes ``out_path`` (Parquet) atomically and returns it as a DataFrame.
-    """
-    import torch
-
-    from isplit import models
-    from isplit.retrain import input_shape, load_split
-
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-    prev_threads = torch.get_num_threads()
-    rows = []
-    try:
-        if threads:
-            torch.set_num_threads(int(threads))
-        model, meta = models.load_model(model_path)
-        size = int(meta["input"]["image_size"])
-        model_name = str(meta["model"])
-        shape = input_shape(meta["input"])
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(1, *shape, generator=g)
-        with torch.inference_mode():
-            model.eval()
-            stats = _time_round_robin({FULL: partial(model, x)}, repeats, warmup)[FULL]
-        for layer in (LC, RC):
-            rows.append((layer, FULL, *stats))
-        del model
-        for layer, path in split_paths.items():
-            split, smeta = load_split(path)  # one at a time: VGG16 splits are 0.5 GB each
-            if int(smeta["input"]["image_size"]) != size or smeta["model"] != model_name:
-                raise ValueError(f"split {path} is not of {model_name} at {size} px")
-            with torch.inference_mode():
-                calls = _chain_calls(_split_parts(split.eval()), x)
-                for part, st in _time_round_robin(calls, repeats, warmup).items():
-                    rows.append((layer, part, *st))
-    finally:
-        torch.set_num_threads(prev_threads)
-    df = pd.DataFrame(rows, columns=["layer", "part", "median_s", "p95_s", "n"])
-    df.insert(0, "input_size", size)
-    df.insert(0, "model", model_name)
-    df["threads"] = int(threads or prev_threads)
-    order = {n: i for i, n in enumerate([*split_paths, LC, RC, *PARTS, FULL])}
-    df = df.sort_values(["layer", "part"], key=lambda s: s.map(order))
-    df = df.reset_index(drop=True)
-    write_parquet(df, out_path)
-    return df
-
-
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    with replacing(path) as tmp:
-        df.to_parquet(tmp, index=False)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -173,7 +62,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def side_times(
     local: pd.DataFrame,
-    side_cfg: Mapping | None,
+    side_cfg: Mapping,
     *,
     side: str,
     layers: list[str],
@@ -191,10 +80,9 @@ def side_times(
         raise ValueError(f"side must be 'device' or 'server', got {side!r}")
     if stat not in ("median_s", "p95_s"):
         raise ValueError(f"stat must be median_s or p95_s, got {stat!r}")
-    default = DEFAULT_DEVICE if side == "device" else DEFAULT_SERVER
-    cfg = dict(default if side_cfg is None else side_cfg)
+    cfg = dict(side_cfg or {})
     table = cfg.get("table")
-    scale = float(cfg.get("scale", 1.0 if table else default["scale"]))
+    scale = float(cfg.get("scale", 1.0))
     if not scale > 0:
         raise ValueError(f"{side} scale must be > 0, got {scale}")
     src = local

@@ -1,10 +1,10 @@
-"""QoS matching: the split an application should use on each link (SEI's step 3, method.md §7).
+"""QoS matching: the split an application should use on each link (SEI's step 3, docs/method.md).
 
 SEI leaves this step to the reader of its logs; here it is a rule. For each network profile ×
 protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC
 (whole model on the device) and RC (raw frame to the server; both carry the fine-tuned model's
 accuracy, since neither has a bottleneck). A candidate is *feasible* when it meets every
-configured constraint (``qos`` section, :data:`DEFAULTS`; ``None`` = no constraint):
+configured constraint (``qos`` section of the config; ``None`` = no constraint):
 
 =================  =====================================================================
 max_p95_s          p95 frame latency (s) ≤ this; a candidate that delivers no frame fails
@@ -56,18 +56,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from isplit.atomic import write_json
+from isplit.config import settings
+from isplit.evaluation.pareto import pareto_front
+from isplit.io.files import write_json
 from isplit.latency.compute import LC, RC
-
-DEFAULTS: dict = {
-    "max_p95_s": None,
-    "min_accuracy": None,
-    "classes": None,
-    "max_device_params": None,
-    "max_device_flops": None,
-    "max_frame_loss": None,
-    "include_endpoints": True,
-}
 
 # constraint → (candidate column, kind: "max"/"min", normalisation: "relative"/"absolute")
 CONSTRAINTS = {
@@ -93,19 +85,6 @@ POINT_FIELDS = [
     "device_params",
     "device_flops",
 ]
-
-
-def settings(cfg: Mapping | None) -> dict:
-    """The ``qos`` config with defaults filled in, unknown keys rejected."""
-    cfg = dict(cfg or {})
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown qos config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    for k in CONSTRAINTS:
-        if out[k] is not None and not float(out[k]) >= 0:
-            raise ValueError(f"qos.{k} must be >= 0, got {out[k]}")
-    return out
 
 
 def candidate_table(
@@ -184,16 +163,10 @@ def violations(row: Mapping, q: Mapping) -> list[dict]:
     return out
 
 
-def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
+def front(points: pd.DataFrame) -> pd.DataFrame:
     """Candidates no other beats on both accuracy (higher) and p95 latency (lower)."""
-    p = points[np.isfinite(points["latency_p95_s"]) & np.isfinite(points["accuracy"])]
-    p = p.sort_values(["latency_p95_s", "accuracy", "layer_index"], ascending=[True, False, True])
-    keep, best = [], -math.inf
-    for idx, r in p.iterrows():
-        if r["accuracy"] > best:
-            keep.append(idx)
-            best = r["accuracy"]
-    return p.loc[keep]
+    idx = pareto_front(points["latency_p95_s"], points["accuracy"], points["layer_index"])
+    return points.iloc[idx]
 
 
 def _num(v):
@@ -256,7 +229,7 @@ def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
         out["nearest_miss"] = {**_point(r), "violation": _num(score), "violations": v}
         broken = "; ".join(f"{x['constraint']} by {_fmt_excess(x)}" for x in v)
         out["message"] = f"nothing meets the constraints; nearest miss {r['label']} ({broken})"
-    out["pareto"] = [_point(r) for r in pareto_front(points).to_dict("records")]
+    out["pareto"] = [_point(r) for r in front(points).to_dict("records")]
     return out
 
 
@@ -287,9 +260,9 @@ def run(
 ) -> dict:
     """Write ``recommendation.json`` (schema in the module docstring) atomically and return it.
 
-    ``cfg`` is the ``qos`` config section (:data:`DEFAULTS`); ``finetune_metrics_path`` gives
+    ``cfg`` is the ``qos`` config section; ``finetune_metrics_path`` gives
     LC's and RC's accuracy (``None``: unknown, so they fail any accuracy constraint)."""
-    q = settings(cfg)
+    q = settings("qos", cfg).to_dict()
     lat = pd.read_parquet(latency_path)
     splits = pd.read_parquet(splits_path)
     finetune = None
@@ -320,7 +293,7 @@ def run(
         )
     metric = f"mean test accuracy of classes {classes}" if classes else "test top-1"
     out = {
-        "constraints": {k: q[k] for k in DEFAULTS},
+        "constraints": q,
         "accuracy_metric": metric,
         "accuracy": {r["layer"]: _num(r["accuracy"]) for r in cand.to_dict("records")},
         "groups": groups,

@@ -1,5 +1,3 @@
-import copy
-import hashlib
 import json
 import re
 import shlex
@@ -8,37 +6,50 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The package lives beside the Snakefile: the parser and every job (conda and cluster jobs
-# too) import it from there, so it runs without an install step.
-sys.path.insert(0, workflow.basedir)
-# Set as a shell prefix, not a param: moving the checkout must not rerun anything.
-shell.prefix(
-    "set -euo pipefail; export PYTHONPATH={}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ".format(
-        shlex.quote(workflow.basedir)
+# The rules run `python -m isplit`, so the package must be installed where Snakemake runs
+# (make venv, or conda env create -f environment.yml) and be this checkout's.
+try:
+    import isplit
+except ImportError:
+    sys.exit(
+        f"isplit is not installed for {sys.executable}: run `make venv` and start "
+        f".venv/bin/snakemake, or `pip install -e {workflow.basedir}` into this environment"
     )
-)
+if Path(isplit.__file__).resolve().parent != Path(workflow.basedir, "isplit").resolve():
+    sys.exit(
+        f"snakemake imports isplit from {Path(isplit.__file__).parent}, not from this "
+        f"checkout ({workflow.basedir}): `pip install -e {workflow.basedir}` into "
+        f"{sys.prefix}"
+    )
 
-# Only stdlib-only modules of the package are imported at parse time (no torch).
-from isplit import __version__ as isplit_version  # noqa: E402
-from isplit import datasets as isplit_datasets  # noqa: E402
-from isplit import weights as isplit_weights  # noqa: E402
+# Parse time stays torch-free: these modules import only the standard library and the config.
+from isplit.cli.provenance import code_version
+from isplit.config import check_experiments
+from isplit.data import sources as isplit_sources
+from isplit.nets import catalog as isplit_catalog
+from isplit.nets import weights as isplit_weights
 
 validate(config, schema="../schemas/config.schema.yaml")
-# defaults come from shared objects in the schema: give every experiment its own copy
-config = copy.deepcopy(config)
+check_experiments(config)
+
 DATASETS = config["datasets"]
 EXPERIMENTS = config["experiments"]
 DOWNLOADS = config["downloads"]
-
 for _name, _exp in EXPERIMENTS.items():
-    if _exp["dataset"] not in DATASETS:
-        raise ValueError(
-            f"experiments.{_name}.dataset: {_exp['dataset']!r} is not a key of datasets "
-            f"(known: {', '.join(sorted(DATASETS))})"
-        )
-for _name, _ds in DATASETS.items():
-    if _ds["source"] == "imagefolder" and not _ds.get("path"):
-        raise ValueError(f"datasets.{_name}.path is required for source imagefolder")
+    isplit_catalog.check_model_name(_exp["model"], f"experiments.{_name}.model")
+    isplit_weights.check_spec(_exp["weights"], f"experiments.{_name}.weights")
+
+# Jobs need a `python` that imports this checkout's isplit. Started from a venv that is not on
+# PATH, the shell finds the system python instead; then the interpreter running Snakemake is
+# put first. A conda job's env (isplit installed from this checkout) passes the check as is.
+# A shell prefix, not a param: moving the checkout must not rerun anything.
+_ISPLIT_INIT = shlex.quote(str(Path(isplit.__file__).resolve()))
+shell.prefix(
+    "set -euo pipefail; "
+    "python -c 'import isplit, os, sys; sys.exit(os.path.realpath(isplit.__file__) != sys.argv[1])' "
+    f"{_ISPLIT_INIT} "
+    f"2>/dev/null || export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+)
 
 
 def one_of(names):
@@ -47,36 +58,19 @@ def one_of(names):
 
 
 def as_json(obj):
-    """A config slice as the JSON string given to the CLI, keys sorted so params are stable."""
+    """A config section as the JSON string given to the CLI, keys sorted so params are stable."""
     return json.dumps(obj, sort_keys=True)
-
-
-def code_version(*modules):
-    """Package version plus a hash of the sources a rule runs, so editing one of those
-    modules reruns the rules that use it (Snakemake's code trigger does not see imports).
-    """
-    h = hashlib.sha256()
-    pkg = Path(workflow.basedir) / "isplit"
-    for mod in ("__init__",) + modules:
-        path = pkg / mod
-        files = (
-            sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
-        )
-        for f in files:
-            h.update(f.relative_to(pkg).as_posix().encode())
-            h.update(f.read_bytes())
-    return f"{isplit_version}+{h.hexdigest()[:12]}"
 
 
 # ----------------------------------------------------------------------------- datasets
 
 
 def download_path(dataset):
-    name = isplit_datasets.download_filename(DATASETS[dataset])
+    name = isplit_sources.download_filename(DATASETS[dataset])
     return f"resources/downloads/{dataset}/{name}" if name else None
 
 
-def dataset_download_cfg(wildcards):
+def dataset_cfg(wildcards):
     return as_json(DATASETS[wildcards.dataset])
 
 
@@ -88,7 +82,9 @@ def prepare_inputs(wildcards):
 
 
 def prepare_archive_arg(wildcards, input):
-    return f"--archive {input.archive!r}" if "archive" in input.keys() else ""
+    return (
+        f"--archive {shlex.quote(input.archive)}" if "archive" in input.keys() else ""
+    )
 
 
 def dataset_dir(dataset):
@@ -158,25 +154,23 @@ def experiment_model_and_data(wildcards):
 
 def candidate_layers(wildcards):
     """The split points chosen by the select_candidates checkpoint (re-evaluated after it)."""
-    path = checkpoints.select_candidates.get(exp=wildcards.exp).output[0]
+    path = checkpoints.select_candidates.get(exp=wildcards.exp).output.selected
     with open(path) as fh:
         header = fh.readline().rstrip("\n").split("\t")
         col = header.index("layer")
         return [line.rstrip("\n").split("\t")[col] for line in fh if line.strip()]
 
 
-def split_metrics(wildcards):
-    return [
-        f"results/{wildcards.exp}/splits/{layer}/metrics.json"
-        for layer in candidate_layers(wildcards)
-    ]
+def split_files(name):
+    """Input function: ``results/<exp>/splits/<layer>/<name>`` of every candidate."""
 
+    def files(wildcards):
+        return [
+            f"results/{wildcards.exp}/splits/{layer}/{name}"
+            for layer in candidate_layers(wildcards)
+        ]
 
-def split_models(wildcards):
-    return [
-        f"results/{wildcards.exp}/splits/{layer}/model.pt"
-        for layer in candidate_layers(wildcards)
-    ]
+    return files
 
 
 def deploy_dirs(wildcards):
@@ -188,6 +182,13 @@ def deploy_dirs(wildcards):
 
 def latency_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
+
+
+def latency_tables(wildcards):
+    """Compute tables measured on a real device or server: read by the simulation, so
+    declared as its inputs (editing one reruns the latency stage)."""
+    lat = EXPERIMENTS[wildcards.exp]["latency"]
+    return [s["table"] for s in (lat["device"], lat["server"]) if s.get("table")]
 
 
 def final_targets():

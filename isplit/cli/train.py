@@ -1,0 +1,59 @@
+"""Commands of the training stages: fine-tuning and split retraining."""
+
+from __future__ import annotations
+
+import click
+
+from isplit.cli.options import EXISTING, JSON, PATH
+
+
+@click.command()
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
+@click.option("--model", "model_name", required=True)
+@click.option("--weights", default="none", help="a state-dict file, or 'none'")
+@click.option("--input", "input_cfg", type=JSON, required=True)
+@click.option("--config", "cfg", type=JSON, required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, threads, device):
+    """Fine-tune MODEL on a prepared dataset; resumes from OUT/checkpoint.pt."""
+    from isplit.train import finetune as ft
+
+    ft.run(
+        dataset_dir=dataset_dir,
+        out_dir=out_dir,
+        model_name=model_name,
+        weights=None if weights == "none" else weights,
+        input_cfg=input_cfg,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
+
+
+@click.command("retrain-split")
+@click.option("--model", "model_path", type=EXISTING, required=True, help="the fine-tuned model.pt")
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
+@click.option("--layer", required=True, help="probe point (module name) to split after")
+@click.option("--config", "cfg", type=JSON, required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=PATH, required=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def retrain_split(model_path, dataset_dir, layer, cfg, seed, out_dir, threads, device):
+    """Split after LAYER, train the bottleneck, evaluate; resumes from OUT/checkpoint.pt."""
+    from isplit.train import retrain
+
+    retrain.run(
+        model_path=model_path,
+        dataset_dir=dataset_dir,
+        layer=layer,
+        out_dir=out_dir,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )

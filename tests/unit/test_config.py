@@ -1,0 +1,66 @@
+"""isplit.config: the schema is the one place defaults live; typed settings follow it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torchvision
+
+from isplit import config
+from isplit.nets import catalog
+
+
+@pytest.mark.parametrize("section", sorted(config.SECTIONS))
+def test_settings_fields_are_the_schema_keys(section):
+    props = config._section_schema(section)["properties"]
+    fields = {f.name for f in dataclasses.fields(config.SECTIONS[section])}
+    assert fields == set(props), fields ^ set(props)
+
+
+def test_defaults_come_from_the_schema_only():
+    r = config.settings("retrain", {})
+    assert (
+        r.epochs
+        == config.schema()["$defs"]["experiment"]["properties"]["retrain"]["properties"]["epochs"][
+            "default"
+        ]
+    )
+    lat = config.settings("latency", {})
+    assert lat.device == {"scale": 20} and lat.server == {"scale": 0.1}
+    # a filled mapping and the settings object are interchangeable
+    assert config.settings("retrain", r) is r
+    assert config.settings("retrain", r.to_dict()) == r
+
+
+def test_errors_name_the_key_path():
+    with pytest.raises(config.ConfigError, match=r"^retrain.epochs: 'two' is not of type"):
+        config.settings("retrain", {"epochs": "two"})
+    with pytest.raises(config.ConfigError, match=r"experiments.e.retrain: .*'epoch' was unexp"):
+        config.settings("retrain", {"epoch": 2}, where="experiments.e.retrain")
+    with pytest.raises(config.ConfigError, match="expected retrain settings"):
+        config.settings("retrain", config.settings("finetune", {}))
+
+
+def test_cross_references_are_checked():
+    good = {"datasets": {"d": {"source": "animal-mnist"}}, "experiments": {"e": {"dataset": "d"}}}
+    config.check_experiments(good)
+    bad = {**good, "experiments": {"e": {"dataset": "nope"}}}
+    with pytest.raises(config.ConfigError, match="experiments.e.dataset: 'nope' is not a key"):
+        config.check_experiments(bad)
+    folder = {"datasets": {"d": {"source": "imagefolder"}}, "experiments": {}}
+    with pytest.raises(config.ConfigError, match="datasets.d.path is required"):
+        config.check_experiments(folder)
+
+
+def test_model_catalog_is_torchvision_families_chain_supports():
+    """The torch-free name list the workflow checks at parse time equals torchvision's
+    classifiers of the families models.chain cuts."""
+    names = [
+        n
+        for n in torchvision.models.list_models(module=torchvision.models)
+        if torchvision.models.get_model_builder(n).__module__.rsplit(".", 1)[1] in catalog.FAMILIES
+    ]
+    assert tuple(sorted(names)) == tuple(sorted(catalog.MODEL_NAMES))
+    with pytest.raises(ValueError, match="experiments.e.model: 'resnet9000' is not a supported"):
+        catalog.check_model_name("resnet9000", "experiments.e.model")

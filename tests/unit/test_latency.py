@@ -1,0 +1,223 @@
+"""Compute profiles, network profiles and the latency table (``isplit.latency``)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from isplit.config import settings
+from isplit.latency import compute, netsim, profiles, profiling
+from isplit.latency import simulate as latency
+from isplit.nets import models
+from isplit.nets.split import build_split, save_split
+
+INPUT = {"image_size": 32, "grayscale_to_rgb": True, "normalize": "imagenet"}
+CLASSES = ["a", "b", "c"]
+
+
+def synthetic_splits(n: int = 5) -> pd.DataFrame:
+    """A splits.parquet-like table: accuracy and head size grow with depth, bytes shrink."""
+    rows = []
+    for i in range(n):
+        top1 = 0.6 + 0.3 * i / max(n - 1, 1)
+        rows.append(
+            {
+                "layer": f"features.{i}",
+                "layer_index": i,
+                "label": f"F{i}",
+                "top1": top1,
+                "bytes": 4000 // (i + 1),
+                "head_params": 1000 * (i + 1),
+                "encoder_params": 100,
+                "decoder_params": 100,
+                "tail_params": 1000 * (n - i),
+                "head_flops": 10_000 * (i + 1),
+                "encoder_flops": 500,
+                "decoder_flops": 500,
+                "tail_flops": 10_000 * (n - i),
+                **{f"acc:{c}": top1 + d for c, d in zip(CLASSES, (-0.1, 0.0, 0.1), strict=True)},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def synthetic_compute(layers, model="mobilenet_v2", size=32) -> pd.DataFrame:
+    rows = []
+    for i, layer in enumerate(layers):
+        for part, t in (
+            ("head", 1e-4 * (i + 1)),
+            ("encoder", 1e-5),
+            ("decoder", 1e-5),
+            ("tail", 1e-4 * (len(layers) - i)),
+        ):
+            rows.append((model, size, layer, part, t, 1.5 * t, 10))
+    full = 1e-4 * (len(layers) + 1)
+    rows += [(model, size, end, "full", full, 1.5 * full, 10) for end in ("LC", "RC")]
+    return pd.DataFrame(rows, columns=[*compute.TABLE_COLUMNS, "n"])
+
+
+@pytest.fixture()
+def experiment(tmp_path):
+    splits = synthetic_splits()
+    splits.to_parquet(tmp_path / "splits.parquet")
+    synthetic_compute(list(splits["layer"])).to_parquet(tmp_path / "compute.parquet")
+    per_class = {"a": 0.85, "b": 0.9, "c": 0.95}
+    (tmp_path / "finetune.json").write_text(
+        json.dumps({"test": {"top1": 0.9, "per_class": per_class}})
+    )
+    return tmp_path
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def test_compute_run_times_every_part(tmp_path):
+    torch.manual_seed(0)
+    model = models.build("mobilenet_v2", 3)
+    meta = {"model": "mobilenet_v2", "num_classes": 3, "input": INPUT}
+    models.save_model(tmp_path / "model.pt", model, meta)
+    cfg = {"bottleneck": "ae", "ratio": 8, "stages": 2, "quant_bits": 8}
+    paths = {}
+    for layer in ("features.3", "features.17", "features.18"):
+        split = build_split(model, layer, cfg, INPUT)
+        save_split(tmp_path / f"{layer}.pt", split, {**meta, "layer": layer, "bottleneck": cfg})
+        paths[layer] = tmp_path / f"{layer}.pt"
+    before = torch.get_num_threads()
+    out = tmp_path / "compute.parquet"
+    df = profiling.run(
+        model_path=tmp_path / "model.pt",
+        split_paths=paths,
+        out_path=out,
+        repeats=3,
+        warmup=1,
+        threads=1,
+    )
+    assert torch.get_num_threads() == before
+    assert out.is_file() and not list(tmp_path.glob(".*tmp*"))
+    pd.testing.assert_frame_equal(df, pd.read_parquet(out))
+    assert list(df["layer"].unique()) == ["features.3", "features.17", "features.18", "LC", "RC"]
+    assert list(df.loc[df["layer"] == "features.3", "part"]) == list(compute.PARTS)
+    assert set(df.loc[df["layer"].isin(["LC", "RC"]), "part"]) == {"full"}
+    assert (df["median_s"] > 0).all() and (df["p95_s"] >= df["median_s"]).all()
+    assert (df["n"] == 3).all() and set(df["model"]) == {"mobilenet_v2"}
+    assert set(df["input_size"]) == {32}
+    # the output is itself a valid device table
+    compute.read_table(out)
+
+
+def test_side_times_scale_and_sum_the_right_parts():
+    local = synthetic_compute(["l0", "l1"])
+    dev = compute.side_times(local, {"scale": 10}, side="device", layers=["l0", "l1"])
+    srv = compute.side_times(local, {"scale": 0.5}, side="server", layers=["l0", "l1"])
+    assert dev["l0"] == pytest.approx(10 * (1e-4 + 1e-5))
+    assert srv["l0"] == pytest.approx(0.5 * (2e-4 + 1e-5))
+    assert dev["LC"] == pytest.approx(10 * 3e-4) and dev["RC"] == 0
+    assert srv["RC"] == pytest.approx(0.5 * 3e-4) and srv["LC"] == 0
+    default = settings("latency", {}).device  # the schema's default device
+    dev = compute.side_times(local, default, side="device", layers=["l0"])
+    assert dev["l0"] == pytest.approx(default["scale"] * 1.1e-4)
+
+
+def test_side_times_import_a_device_table(tmp_path):
+    local = synthetic_compute(["l0", "l1"])
+    measured = synthetic_compute(["l0", "l1"])
+    measured["median_s"] *= 7
+    other = synthetic_compute(["l0", "l1"], size=64)  # rows of another input size are ignored
+    table = pd.concat([measured, other.assign(median_s=1.0)])
+    table[list(compute.TABLE_COLUMNS)].to_csv(tmp_path / "device.csv", index=False)
+    dev = compute.side_times(
+        local, {"table": str(tmp_path / "device.csv")}, side="device", layers=["l0", "l1"]
+    )
+    assert dev["l1"] == pytest.approx(7 * (2e-4 + 1e-5))
+    with pytest.raises(ValueError, match="lacks device timings"):
+        compute.side_times(
+            local, {"table": str(tmp_path / "device.csv")}, side="device", layers=["l0", "l9"]
+        )
+    measured.drop(columns=["p95_s"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="lacks columns"):
+        compute.read_table(tmp_path / "bad.csv")
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_profiles_resolve_defaults_overrides_and_custom():
+    ps = profiles.resolve(None)
+    assert [p.name for p in ps] == list(profiles.DEFAULT_PROFILES)
+    sei = profiles.PROFILES["sei"]
+    assert (sei.bandwidth_bps, sei.delay_s, sei.losses) == (1e9, 100e-6, profiles.SEI_LOSSES)
+    assert all(p.source for p in profiles.PROFILES.values())
+    ps = profiles.resolve(
+        ["lte", {"name": "mine", "bandwidth_bps": 5e6, "delay_s": 0.01}], losses=[0.0, 0.02]
+    )
+    assert [p.losses for p in ps] == [(0.0, 0.02), (0.0, 0.02)]
+    assert ps[1].kind == "custom" and ps[1].mtu == 1500
+    with pytest.raises(ValueError, match="unknown network profile"):
+        profiles.resolve(["5g"])
+    with pytest.raises(ValueError, match="repeat"):
+        profiles.resolve(["sei", "sei"])
+    md = profiles.table_markdown()
+    assert "| sei | 1 Gb/s | 0.1 ms | 1500 |" in md and "ieee802154" in md
+
+
+# --------------------------------------------------------------------------- latency table
+
+
+def test_run_simulation_table(experiment):
+    cfg = {"profiles": ["sei", "ieee802154"], "losses": [0.0, 0.02], "n_frames": 40}
+    out = experiment / "latency.parquet"
+    df = latency.run_simulation(
+        splits_path=experiment / "splits.parquet",
+        compute_path=experiment / "compute.parquet",
+        finetune_metrics_path=experiment / "finetune.json",
+        input_size=32,
+        cfg=cfg,
+        out_path=out,
+        seed=0,
+    )
+    assert list(df.columns) == latency.COLUMNS
+    assert len(df) == 7 * 2 * 2 * 2  # (5 splits + LC + RC) × profiles × losses × protocols
+    pd.testing.assert_frame_equal(df, pd.read_parquet(out))
+    rc = df[df["layer"] == "RC"]
+    assert set(rc["bytes"]) == {3 * 32 * 32} and set(rc["device_s"]) == {0.0}
+    lc = df[df["layer"] == "LC"]
+    assert set(lc["bytes"]) == {compute.LC_RESULT_BYTES} and set(lc["server_s"]) == {0.0}
+    assert set(lc["top1"]) == {0.9}
+    zero = df[df["loss"] == 0]
+    np.testing.assert_allclose(zero["latency_p95_s"], zero["analytic_s"], rtol=1e-9)
+    assert (df.loc[df["protocol"] == "tcp", "frame_loss"] == 0).all()
+    lossy = df[(df["loss"] > 0) & (df["protocol"] == "udp")]
+    assert lossy["frame_loss"].max() > 0
+    row = df[(df["layer"] == "features.0") & (df["profile"] == "sei")].iloc[0]
+    assert row["device_s"] == pytest.approx(20 * (1e-4 + 1e-5))  # default device scale 20
+    assert row["packets"] == 4 and row["wire_bytes"] == 4000 + 4 * 62
+    expect = netsim.fps_max(
+        4000, netsim.Link(1e9, 1e-4), "tcp", device_s=row["device_s"], server_s=row["server_s"]
+    )
+    assert row["fps_max"] == pytest.approx(expect)
+
+
+def test_run_simulation_is_deterministic(experiment):
+    kw = {
+        "splits_path": experiment / "splits.parquet",
+        "compute_path": experiment / "compute.parquet",
+        "finetune_metrics_path": experiment / "finetune.json",
+        "input_size": 32,
+        "cfg": {"profiles": ["wifi-n"], "losses": [0.05], "n_frames": 30, "fps": 30},
+        "seed": 4,
+    }
+    a = latency.run_simulation(**kw, out_path=experiment / "a.parquet")
+    b = latency.run_simulation(**kw, out_path=experiment / "b.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert (experiment / "a.parquet").read_bytes() == (experiment / "b.parquet").read_bytes()
+    assert set(a["fps"]) == {30.0}
+
+
+def test_settings_reject_unknown_keys():
+    with pytest.raises(ValueError, match="latency: .*'n_frame' was unexpected"):
+        settings("latency", {"n_frame": 3})
+    with pytest.raises(ValueError, match="latency.protocols.0: 'sctp' is not one of"):
+        settings("latency", {"protocols": ["sctp"]})
+    assert settings("latency", None).n_frames == 200

@@ -1,0 +1,199 @@
+"""QoS recommendation, Pareto front, markdown table and figure (``isplit.latency``)."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from isplit.figures import latency as figures
+from isplit.latency import recommend
+
+CLASSES = ["a", "b", "c"]
+
+
+def splits_table() -> pd.DataFrame:
+    # layer: (top1, per-class offsets, head params)
+    spec = {"l0": (0.70, 1_000), "l1": (0.80, 5_000), "l2": (0.85, 20_000), "l3": (0.85, 40_000)}
+    rows = []
+    for i, (layer, (top1, head)) in enumerate(spec.items()):
+        rows.append(
+            {
+                "layer": layer,
+                "layer_index": i,
+                "label": layer.upper(),
+                "top1": top1,
+                "bytes": 1000,
+                "head_params": head,
+                "encoder_params": 100,
+                "tail_params": 50_000 - head,
+                "decoder_params": 100,
+                "head_flops": 10 * head,
+                "encoder_flops": 1000,
+                "decoder_flops": 1000,
+                "tail_flops": 10 * (50_000 - head),
+                "acc:a": top1 - 0.2 if layer != "l0" else 0.95,
+                "acc:b": top1,
+                "acc:c": top1 + 0.05,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def latency_table(p95: dict, frame_loss: dict | None = None, profile="p", protocol="tcp"):
+    rows = []
+    order = {"LC": -1, "l0": 0, "l1": 1, "l2": 2, "l3": 3, "RC": 4}
+    for layer, v in p95.items():
+        rows.append(
+            {
+                "layer": layer,
+                "label": layer.upper() if layer.startswith("l") else layer,
+                "layer_index": order[layer],
+                "profile": profile,
+                "protocol": protocol,
+                "loss": 0.0,
+                "bandwidth_bps": 1e6,
+                "delay_s": 1e-3,
+                "bytes": 1000,
+                "device_s": 0.01,
+                "server_s": 0.01,
+                "latency_p50_s": v,
+                "latency_p95_s": v,
+                "frame_loss": (frame_loss or {}).get(layer, 0.0),
+                "fps_max": 10.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+P95 = {"LC": 0.30, "l0": 0.05, "l1": 0.08, "l2": 0.12, "l3": 0.10, "RC": 0.50}
+
+
+@pytest.fixture()
+def files(tmp_path):
+    splits_table().to_parquet(tmp_path / "splits.parquet")
+    (tmp_path / "finetune.json").write_text(
+        json.dumps({"test": {"top1": 0.9, "per_class": {"a": 0.7, "b": 0.9, "c": 0.95}}})
+    )
+
+    def run(p95=P95, cfg=None, frame_loss=None, lat=None):
+        (lat if lat is not None else latency_table(p95, frame_loss)).to_parquet(
+            tmp_path / "latency.parquet"
+        )
+        return recommend.run(
+            latency_path=tmp_path / "latency.parquet",
+            splits_path=tmp_path / "splits.parquet",
+            finetune_metrics_path=tmp_path / "finetune.json",
+            cfg=cfg,
+            out_json=tmp_path / "recommendation.json",
+        )
+
+    run.dir = tmp_path
+    return run
+
+
+def test_most_accurate_feasible_split_wins(files):
+    rec = files(cfg={"max_p95_s": 0.2})
+    g = rec["groups"][0]
+    assert g["status"] == "ok" and g["recommended"]["layer"] == "l3"  # 0.85 at 0.10 beats l2
+    assert set(g["feasible"]) == {"l0", "l1", "l2", "l3"}
+    # without constraints LC / RC (the fine-tuned model, 0.9) win, the faster one first
+    g = files(cfg={})["groups"][0]
+    assert g["recommended"]["layer"] == "LC"
+
+
+def test_ties_break_on_lower_p95(files):
+    g = files(p95={**P95, "l2": 0.09}, cfg={"max_p95_s": 0.2})["groups"][0]
+    assert g["recommended"]["layer"] == "l2"
+
+
+def test_device_and_loss_constraints(files):
+    g = files(cfg={"max_device_params": 10_000})["groups"][0]
+    assert g["recommended"]["layer"] == "RC"  # LC needs 50k params on the device, RC none
+    assert g["recommended"]["device_params"] == 0
+    g = files(cfg={"max_device_params": 10_000, "max_p95_s": 0.2})["groups"][0]
+    assert g["recommended"]["layer"] == "l1"
+    assert g["recommended"]["device_params"] == 5_100
+    g = files(cfg={"max_p95_s": 0.2, "max_frame_loss": 0.01}, frame_loss={"l3": 0.05})
+    assert g["groups"][0]["recommended"]["layer"] == "l2"
+    g = files(cfg={"max_device_flops": 60_000, "include_endpoints": False})["groups"][0]
+    assert g["recommended"]["layer"] == "l1" and g["n_candidates"] == 4
+
+
+def test_class_subset_accuracy(files):
+    rec = files(cfg={"classes": ["a"], "max_p95_s": 0.2})
+    assert rec["accuracy"]["l0"] == pytest.approx(0.95)
+    assert rec["groups"][0]["recommended"]["layer"] == "l0"
+    assert "['a']" in rec["accuracy_metric"]
+    rec = files(cfg={"classes": ["a", "c"]})
+    assert rec["accuracy"]["LC"] == pytest.approx((0.7 + 0.95) / 2)
+    with pytest.raises(ValueError, match="unknown classes"):
+        files(cfg={"classes": ["zebra"]})
+
+
+def test_nothing_feasible_gives_the_nearest_miss(files):
+    g = files(cfg={"max_p95_s": 0.06, "min_accuracy": 0.8})["groups"][0]
+    assert g["status"] == "none" and g["recommended"] is None
+    assert "nothing meets the constraints" in g["message"]
+    miss = g["nearest_miss"]
+    # l1: 0.08 s is 33 % over 0.06 s, accurate enough; l0: in time but 0.10 short (score 0.10)
+    assert miss["layer"] == "l0"
+    (v,) = miss["violations"]
+    assert v["constraint"] == "min_accuracy" and v["excess"] == pytest.approx(0.10)
+    g = files(cfg={"max_p95_s": 0.06, "min_accuracy": 0.75})["groups"][0]
+    (v,) = g["nearest_miss"]["violations"]
+    assert g["nearest_miss"]["layer"] == "l0" and v["excess"] == pytest.approx(0.05)
+    # l1 is 5 ms (1/15) over 75 ms: nearer than l0's 0.10 accuracy shortfall
+    g = files(cfg={"max_p95_s": 0.075, "min_accuracy": 0.8})["groups"][0]
+    (v,) = g["nearest_miss"]["violations"]
+    assert g["nearest_miss"]["layer"] == "l1" and v["constraint"] == "max_p95_s"
+    assert v["excess"] == pytest.approx(0.005) and v["score"] == pytest.approx(1 / 15)
+
+
+def test_pareto_front(files):
+    g = files(cfg={})["groups"][0]
+    front = [(p["layer"], p["latency_p95_s"]) for p in g["pareto"]]
+    # l0 (0.70, 0.05) → l1 (0.80, 0.08) → l3 (0.85, 0.10) → LC (0.9, 0.30); l2 and RC dominated
+    assert [x for x, _ in front] == ["l0", "l1", "l3", "LC"]
+
+
+def test_no_delivered_frame_fails_the_latency_limit_and_json_is_strict(files):
+    rec = files(p95={**P95, "l3": math.nan}, cfg={"max_p95_s": 0.2})
+    g = rec["groups"][0]
+    assert g["recommended"]["layer"] == "l2"
+    text = (files.dir / "recommendation.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == rec
+
+
+def test_groups_markdown_and_figure(files, tmp_path):
+    lat = pd.concat(
+        [
+            latency_table(P95, profile="fast"),
+            latency_table({k: 2 * v for k, v in P95.items()}, profile="slow"),
+            latency_table({k: 3 * v for k, v in P95.items()}, profile="slow", protocol="udp"),
+        ]
+    )
+    rec = files(lat=lat, cfg={"max_p95_s": 0.2, "min_accuracy": 0.75})
+    keys = [(g["profile"], g["protocol"]) for g in rec["groups"]]
+    assert keys == [("fast", "tcp"), ("slow", "tcp"), ("slow", "udp")]
+    assert [g["status"] for g in rec["groups"]] == ["ok", "ok", "none"]
+    md = recommend.markdown_table(rec)
+    assert md.count("\n| fast |") + md.count("\n| slow |") == 3
+    assert "nothing meets the constraints" in md and "max_p95_s = 0.2" in md
+    assert md == recommend.markdown_table(files.dir / "recommendation.json")
+    paths = figures.latency_figure(
+        latency_path=files.dir / "latency.parquet",
+        recommendation_path=files.dir / "recommendation.json",
+        splits_path=files.dir / "splits.parquet",
+        out_dir=tmp_path / "fig",
+    )
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert figures.pick_setting(lat, "slow") == ("tcp", 0.0)
+    assert figures.pick_setting(lat, "slow", protocol="udp") == ("udp", 0.0)
+
+
+def test_unknown_qos_key(files):
+    with pytest.raises(ValueError, match="qos: .*.max_latency. was unexpected"):
+        files(cfg={"max_latency": 1})

@@ -1,0 +1,16 @@
+rule export_split:
+    input:
+        "results/{exp}/splits/{layer}/model.pt",
+    output:
+        directory("results/{exp}/deploy/{layer}"),
+    log:
+        "logs/export_split/{exp}/{layer}.log",
+    conda:
+        "../envs/isplit.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=code_version("export"),
+    shell:
+        "python -m isplit export --split {input:q} --out {output:q} > {log:q} 2>&1"
