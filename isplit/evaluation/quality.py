@@ -30,6 +30,10 @@ COST_COLUMNS = (
     "encoder_flops",
     "decoder_flops",
     "tail_flops",
+    "head_layers",
+    "encoder_layers",
+    "decoder_layers",
+    "tail_layers",
     "train_seconds",
 )
 

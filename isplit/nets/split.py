@@ -39,6 +39,7 @@ from isplit.nets import models
 FLOAT_BYTES = 4
 QUANT_HEADER_BYTES = 8  # per image: float32 scale and float32 offset of a quantised code
 BOTTLENECKS = ("none", "ae")
+WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 def code_bytes(shape: Sequence[int], quant_bits: int | None) -> int:
@@ -339,8 +340,9 @@ def parts(split: SplitModel) -> dict[str, nn.Module]:
 
 
 def cost(split: SplitModel, input_shape: Sequence[int]) -> dict:
-    """Parameters and FLOPs (per image; a multiply-add counts 2) of each part, the activation
-    and code shapes, and the bytes sent."""
+    """Parameters, FLOPs (per image; a multiply-add counts 2) and weight layers (convolutions
+    and linear layers: what a device model charges a per-layer overhead for) of each part, the
+    activation and code shapes, and the bytes sent."""
     split.eval()
     x = torch.zeros(1, *input_shape)
     out: dict = {}
@@ -350,6 +352,7 @@ def cost(split: SplitModel, input_shape: Sequence[int]) -> dict:
             x = module(x)
         out[f"{name}_flops"] = int(counter.get_total_flops())
         out[f"{name}_params"] = sum(p.numel() for p in module.parameters())
+        out[f"{name}_layers"] = sum(isinstance(m, WEIGHT_LAYERS) for m in module.modules())
         shapes.append(tuple(x.shape[1:]))
     out["activation_shape"] = list(shapes[0])
     out["activation_bytes"] = math.prod(shapes[0]) * FLOAT_BYTES
