@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from isplit.nets import models
-from tools.synthetic import INPUT, split
+from isplit.nets import models, split
+from tools.synthetic import INPUT
 from tools.synthetic import TRAIN_CFG as CFG
 
 
