@@ -13,11 +13,13 @@ wildcard_constraints:
     dataset=one_of(DATASETS),
     exp=one_of(EXPERIMENTS),
     layer=r"[A-Za-z0-9_.\-]+",
+    seed=r"\d+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/importance.smk"
+include: "workflow/rules/camera.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/deploy.smk"

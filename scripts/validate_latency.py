@@ -1,5 +1,12 @@
 #!/usr/bin/env python
-"""Hold the packet-level latency simulator against real split inference.
+"""Hold the packet-level latency simulator against real split inference, and (``--lossy``)
+against real TCP and UDP under packet loss.
+
+``--lossy`` runs :mod:`tools.lossy_validation` instead (options: ``--losses``, ``--frame-bytes``,
+``--frames``, ``--rate-mbps``, ``--delay-ms``, ``--fps``; results in ``lossy.{csv,json,md}``):
+a user-space bridge between network namespaces drops data frames at random
+(:mod:`tools.lossy_bridge`), so Linux's own retransmission logic is what the simulator's is held
+against. The rest of this docstring is about the loss-free split-inference validation.
 
 For each condition (link × split point) this runs ``isplit serve`` and ``isplit device`` as
 separate processes, streams closed-loop frames, and compares the measured median frame latency
@@ -392,6 +399,11 @@ def environment(args) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--lossy" in argv:  # real TCP/UDP under loss on the lossy bridge (tools/lossy_validation)
+        from tools import lossy_validation
+
+        return lossy_validation.main([a for a in argv if a != "--lossy"])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "results/validation/latency"))
     p.add_argument("--split", action="append", help="model.pt to use (repeatable) [2 resnet18]")

@@ -60,10 +60,18 @@ def make_split(
     return (path, split) if with_split else path
 
 
+TEST_LIMITS = server.Limits(max_connections=16, handshake_s=10, message_s=10, idle_s=10)
+
+
 @contextlib.contextmanager
-def running_server(split_path, *, connections=1, frames_log=None):
-    """``serve`` in a thread on a free loopback port; yields (address, result dict)."""
-    half = wire.load_half(split_path, "server")
+def running_server(split_path, *, connections=1, frames_log=None, limits=TEST_LIMITS, secret=None):
+    """``serve`` in a thread on a free loopback port; yields (address, result dict). The
+    result gets ``rows`` and ``log`` (the server's log) when the block ends. ``split_path``:
+    a split's path, or its server half already loaded (tests that start many servers)."""
+    if isinstance(split_path, wire.Half):
+        half = split_path
+    else:
+        half = wire.load_half(split_path, "server")
     listener = server.open_listener("127.0.0.1", 0)
     stop, result, log = threading.Event(), {}, io.StringIO()
 
@@ -74,7 +82,8 @@ def running_server(split_path, *, connections=1, frames_log=None):
             frames_log=frames_log,
             connections=connections,
             stop=stop,
-            timeout_s=10,
+            limits=limits,
+            secret=secret,
             log=log,
         )
 

@@ -13,29 +13,46 @@ sent ``Range``), and misbehaves on demand:
 * ``"stall"``: the first request sends half the body and then stops sending (until ``hang_s``
   or shutdown), so the client's socket timeout fires mid-body; later requests are normal;
 * ``"hang"``: every request waits ``hang_s`` before answering (client timeout before headers);
+* ``"outage"``: like ``"drop"``, then every request gets 503 for ``outage_s`` seconds after
+  the drop (a server that is down for a while), then normal service;
 * ``"404"`` / ``"500"``: that status for every request (unregistered paths get 404 too).
 
-"Wrong bytes" needs no mode: register different content under the URL the test downloads.
+Every file has a strong ``ETag`` (from its content) and a ``Last-Modified``; a ``Range`` request
+whose ``If-Range`` is not the current ETag gets the whole file (200), as RFC 9110 says.
+``content_type`` sets the Content-Type (an HTML page: ``text/html``).
+
+"Wrong bytes" needs no mode: register different content under the URL the test downloads;
+registering new content under a path already served is "the file changed upstream".
 
 Use as a context manager; ``close()`` releases hanging handlers and joins the server thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("normal", "drop", "drop-norange", "stall", "hang", "404", "500")
+MODES = ("normal", "drop", "drop-norange", "stall", "hang", "outage", "404", "500")
+LAST_MODIFIED = "Mon, 02 Jan 2023 03:04:05 GMT"
 
 
 @dataclass
 class _Resource:
     data: bytes
     mode: str
+    content_type: str = "application/octet-stream"
+    outage_s: float = 0.0
     hits: int = 0
+    dropped_at: float | None = None
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.data).hexdigest()[:16] + '"'
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -68,12 +85,19 @@ class _Handler(BaseHTTPRequestHandler):
 
         data = res.data
         first = hit == 1
-        if first and res.mode in ("drop", "drop-norange", "stall"):
-            self._send_partial(data, stall=res.mode == "stall")
+        if first and res.mode in ("drop", "drop-norange", "stall", "outage"):
+            res.dropped_at = time.monotonic()
+            self._send_partial(res, stall=res.mode == "stall")
+            return
+        if res.mode == "outage" and time.monotonic() - res.dropped_at < res.outage_s:
+            self._status_only(503, "Service Unavailable")
             return
 
         start = 0
         m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range not in (res.etag, LAST_MODIFIED):
+            m = None  # the client's copy is of another version: send the whole file
         if m and res.mode != "drop-norange":
             start = int(m.group(1))
             if start >= len(data):
@@ -88,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Type", "application/octet-stream")
+        self._send_entity_headers(res)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -103,10 +127,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
 
-    def _send_partial(self, data: bytes, *, stall: bool) -> None:
-        """Announce all of ``data`` but deliver half, then stall or hang up."""
+    def _send_entity_headers(self, res: _Resource) -> None:
+        self.send_header("Content-Type", res.content_type)
+        self.send_header("ETag", res.etag)
+        self.send_header("Last-Modified", LAST_MODIFIED)
+
+    def _send_partial(self, res: _Resource, *, stall: bool) -> None:
+        """Announce all of the file but deliver half, then stall or hang up."""
+        data = res.data
         self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
+        self._send_entity_headers(res)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
         self.end_headers()
@@ -146,14 +176,22 @@ class FileServer:
     def port(self) -> int:
         return self._httpd.server_address[1]
 
-    def add(self, path: str, data: bytes, mode: str = "normal") -> str:
+    def add(
+        self,
+        path: str,
+        data: bytes,
+        mode: str = "normal",
+        *,
+        content_type: str = "application/octet-stream",
+        outage_s: float = 0.0,
+    ) -> str:
         """Register ``data`` under ``path`` (leading "/"), return its full URL."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
         if not path.startswith("/"):
             path = "/" + path
         with self.lock:
-            self.files[path] = _Resource(bytes(data), mode)
+            self.files[path] = _Resource(bytes(data), mode, content_type, outage_s)
         return self.url(path)
 
     def url(self, path: str) -> str:

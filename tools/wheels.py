@@ -1,4 +1,5 @@
-"""Minimal wheels built inside tests: enough for ``pip download --no-index --find-links``."""
+"""Minimal wheels (and plain zips) built inside tests: enough for ``pip download --no-index
+--find-links``, and for the sources that read a zip."""
 
 import zipfile
 
@@ -17,4 +18,12 @@ def make_wheel(directory, name, version, members):
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         )
         z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def write_zip(path, members):
+    """Write a plain zip at ``path`` holding ``members`` (archive path → bytes); returns it."""
+    with zipfile.ZipFile(path, "w") as z:
+        for arc, data in members.items():
+            z.writestr(arc, data)
     return path

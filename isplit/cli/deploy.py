@@ -39,27 +39,86 @@ def _parse_host_port(host: str, port: int) -> tuple[str, int]:
     return host, port
 
 
-@click.command("serve")
-@click.option(
+def _secret(path: Path | None) -> str | None:
+    from isplit.deploy.wire import read_secret
+
+    if path is None:
+        return None
+    try:
+        return read_secret(path)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--secret-file") from e
+
+
+# the options both ends of a split take
+split_option = click.option(
     "--split",
     "split_path",
     type=click.Path(path_type=Path, exists=True),
     required=True,
     help="the split's model.pt, or its export directory (manifest.json)",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
+secret_option = click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="a shared secret the device sends in its HELLO (UTF-8 text; never logged)",
+)
+
+
+@click.command("serve")
+@split_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0: every interface")
 @click.option("--port", type=int, default=5555, show_default=True, help="0: any free")
 @click.option("--frames-log", type=click.Path(path_type=Path), default=None, help="CSV")
 @click.option("--connections", type=int, default=None, help="exit after N devices [forever]")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
-@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True)
-def serve(split_path, host, port, frames_log, connections, threads, timeout_s):
-    """Run the server half (decoder + tail) of a split: answer each frame with its class."""
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="devices served at once; one more is refused as busy",
+)
+@click.option(
+    "--handshake-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="seconds from connecting to the whole HELLO",
+)
+@click.option(
+    "--message-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="seconds from a message's first byte to its last",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="seconds a device may stay silent between messages",
+)
+@secret_option
+def serve(
+    split_path, host, port, frames_log, connections, threads, max_connections,
+    handshake_timeout, message_timeout, timeout_s, secret_file,
+):  # fmt: skip
+    """Run the server half (decoder + tail) of a split: answer each frame with its class.
+    Devices are served concurrently; see docs/reliability.md for what the server trusts."""
     import torch
 
     from isplit.deploy import server
     from isplit.deploy.wire import load_half
 
+    try:
+        limits = server.Limits(max_connections, handshake_timeout, message_timeout, timeout_s)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
     half = load_half(split_path, "server")
@@ -69,7 +128,8 @@ def serve(split_path, host, port, frames_log, connections, threads, timeout_s):
         ident = half.identity
         print(
             f"isplit serve: listening on {bound[0]}:{bound[1]} "
-            f"(layer {ident['layer']}, {ident['payload_bytes']} payload bytes per frame)",
+            f"(layer {ident['layer']}, {ident['payload_bytes']} payload bytes per frame, "
+            f"up to {max_connections} devices, shared secret {'on' if secret else 'off'})",
             file=sys.stderr,
             flush=True,
         )
@@ -79,7 +139,8 @@ def serve(split_path, host, port, frames_log, connections, threads, timeout_s):
                 half,
                 frames_log=frames_log,
                 connections=connections,
-                timeout_s=timeout_s,
+                limits=limits,
+                secret=secret,
             )
         except KeyboardInterrupt:
             rows = []
@@ -87,13 +148,7 @@ def serve(split_path, host, port, frames_log, connections, threads, timeout_s):
 
 
 @click.command("device")
-@click.option(
-    "--split",
-    "split_path",
-    type=click.Path(path_type=Path, exists=True),
-    required=True,
-    help="the split's model.pt, or its export directory (manifest.json)",
-)
+@split_option
 @click.option(
     "--dataset", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True
 )
@@ -113,6 +168,7 @@ def serve(split_path, host, port, frames_log, connections, threads, timeout_s):
 @click.option("--seed", type=int, default=0, show_default=True, help="subset seed")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True)
+@secret_option
 def device(
     split_path,
     dataset,
@@ -127,6 +183,7 @@ def device(
     seed,
     threads,
     timeout_s,
+    secret_file,
 ):
     """Run the device half (head + encoder) on a dataset split, stream it to ``isplit serve``
     and print accuracy and latency statistics as JSON on the last line."""
@@ -142,6 +199,7 @@ def device(
         raise click.UsageError("--fps and --closed-loop exclude each other")
     if warmup < 0:
         raise click.BadParameter("--warmup must be >= 0")
+    secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
     half = load_half(split_path, "device")
@@ -153,7 +211,13 @@ def device(
         )
     try:
         rows = dev.stream(
-            _parse_host_port(host, port), half, frames, fps=fps, warmup=warmup, timeout_s=timeout_s
+            _parse_host_port(host, port),
+            half,
+            frames,
+            fps=fps,
+            warmup=warmup,
+            timeout_s=timeout_s,
+            secret=secret,
         )
     except SplitMismatch as e:
         raise click.ClickException(str(e)) from e

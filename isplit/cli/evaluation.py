@@ -12,21 +12,43 @@ from isplit.cli.options import EXISTING, PATH
 @click.command("gather-splits")
 @click.option("--candidates", "candidates_path", type=EXISTING, required=True)
 @click.option("--finetune-metrics", type=EXISTING, required=True)
+@click.option("--curve", "curve_path", type=EXISTING, default=None, help="for per-class CUI")
+@click.option("--probe", "probe_path", type=EXISTING, default=None, help="linear-probe table")
+@click.option("--metric", type=click.Choice(["top1", "balanced_accuracy"]), default="top1")
+@click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--splits-out", type=PATH, required=True)
 @click.option("--quality-out", type=PATH, required=True)
 @click.argument("metrics", nargs=-1, type=EXISTING)
-def gather_splits(candidates_path, finetune_metrics, splits_out, quality_out, metrics):
-    """Gather per-split METRICS → splits.parquet, quality.json (CUI vs accuracy)."""
+def gather_splits(
+    candidates_path,
+    finetune_metrics,
+    curve_path,
+    probe_path,
+    metric,
+    n_boot,
+    seed,
+    splits_out,
+    quality_out,
+    metrics,
+):
+    """Gather the retraining jobs' METRICS (each beside its predictions.parquet) →
+    splits.parquet and quality.json (predictors of accuracy, with intervals)."""
     from isplit.evaluation import quality
 
     q = quality.run(
         candidates_path=candidates_path,
         metrics_paths=list(metrics),
         finetune_metrics=finetune_metrics,
+        curve_path=curve_path,
+        probe_path=probe_path,
+        metric=metric,
+        n_boot=n_boot,
+        seed=seed,
         splits_out=splits_out,
         quality_out=quality_out,
     )
-    click.echo(json.dumps({k: q[k] for k in ("cui_vs_accuracy", "cde_size_vs_accuracy")}))
+    click.echo(json.dumps({k: v["spearman"] for k, v in q["predictors"].items()}))
 
 
 @click.command()
@@ -35,10 +57,20 @@ def gather_splits(candidates_path, finetune_metrics, splits_out, quality_out, me
 @click.option("--quality", "quality_path", type=EXISTING, required=True)
 @click.option("--finetune-metrics", type=EXISTING, default=None)
 @click.option("--recommendation", "recommendation_path", type=EXISTING, default=None)
+@click.option("--baseline", "baseline_path", type=EXISTING, default=None)
+@click.option("--camera", "camera_path", type=EXISTING, default=None)
 @click.option("--out", "out_path", type=PATH, required=True)
 @click.argument("deploy", nargs=-1)
 def summary(
-    experiment, splits_path, quality_path, finetune_metrics, recommendation_path, out_path, deploy
+    experiment,
+    splits_path,
+    quality_path,
+    finetune_metrics,
+    recommendation_path,
+    baseline_path,
+    camera_path,
+    out_path,
+    deploy,
 ):
     """summary.md: evaluated points, CUI-vs-accuracy quality, recommended splits."""
     from isplit.report import summary as summary_mod
@@ -49,6 +81,24 @@ def summary(
         quality_path=quality_path,
         finetune_metrics=finetune_metrics,
         recommendation_path=recommendation_path,
+        baseline_path=baseline_path,
+        camera_path=camera_path,
         out_path=out_path,
         deploy=list(deploy),
     )
+
+
+@click.command("simple-baseline")
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
+@click.option("--size", type=int, default=32, show_default=True, help="pixels per side")
+@click.option("--eval-subset", type=int, default=None, help="as fine-tuning scored (finetune)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=PATH, required=True)
+def simple_baseline(dataset_dir, size, eval_subset, seed, out_path):
+    """Logistic regression on downsampled grey pixels (penalty chosen on validation) → OUT."""
+    from isplit.evaluation import baseline
+
+    r = baseline.run(
+        dataset_dir=dataset_dir, out_path=out_path, size=size, eval_subset=eval_subset, seed=seed
+    )
+    click.echo(json.dumps(r["test"]))

@@ -33,6 +33,29 @@ def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
     click.echo(json.dumps(summary))
 
 
+@click.command("linear-probe")
+@click.option("--model", "model_path", type=EXISTING, required=True, help="the fine-tuned model.pt")
+@click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
+@click.option("--config", "cfg", type=JSON, required=True, help="the importance section")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=PATH, required=True)
+@click.option("--threads", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def linear_probe(model_path, dataset_dir, cfg, seed, out_path, threads, device):
+    """Validation accuracy of a linear probe on every probe point's pooled activation → OUT."""
+    from isplit.importance import probe
+
+    probe.run(
+        model_path=model_path,
+        dataset_dir=dataset_dir,
+        out_path=out_path,
+        cfg=cfg,
+        seed=seed,
+        threads=threads,
+        device=device,
+    )
+
+
 @click.command()
 @click.option("--samples", "samples_path", type=EXISTING, required=True)
 @click.option("--out", "out_path", type=PATH, required=True)

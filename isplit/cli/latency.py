@@ -29,14 +29,15 @@ from isplit.cli.options import EXISTING, JSON, PATH
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.argument("splits", nargs=-1, type=EXISTING)
 def profile(model_path, out_path, repeats, warmup, threads, splits):
-    """Time head/encoder/decoder/tail of each split model (SPLITS: .../splits/<layer>/model.pt)
+    """Time head/encoder/decoder/tail of each split model (SPLITS: .../<layer>/seed<k>/model.pt)
     at batch 1 on this machine. Run it on the real device and point the config's
     latency.device.table at the output."""
     from isplit.latency import profiling
 
     df = profiling.run(
         model_path=model_path,
-        split_paths={Path(p).parent.name: p for p in splits},
+        # .../splits/<layer>/seed<k>/model.pt
+        split_paths={Path(p).parents[1].name: p for p in splits},
         out_path=out_path,
         repeats=repeats,
         warmup=warmup,
@@ -47,14 +48,21 @@ def profile(model_path, out_path, repeats, warmup, threads, splits):
 
 @click.command("simulate-latency")
 @click.option("--splits", "splits_path", type=EXISTING, required=True)
-@click.option("--compute", "compute_path", type=EXISTING, required=True)
+@click.option(
+    "--compute",
+    "compute_path",
+    type=EXISTING,
+    default=None,
+    help="this machine's compute table; only for a side timed with scale/table",
+)
 @click.option("--finetune-metrics", type=EXISTING, required=True)
 @click.option("--input-size", type=int, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the latency section (JSON)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_path", type=PATH, required=True)
 def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cfg, seed, out_path):
-    """Packet-level latency of every split and LC/RC under the network profiles → OUT."""
+    """Packet-level latency of every candidate (splits, LC, RC) under the network profiles,
+    with named device/server compute profiles or timings → OUT."""
     from isplit.latency import simulate
 
     df = simulate.run_simulation(
@@ -74,9 +82,17 @@ def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cf
 @click.option("--splits", "splits_path", type=EXISTING, required=True)
 @click.option("--finetune-metrics", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the qos section (JSON)")
+@click.option(
+    "--metric",
+    type=click.Choice(["top1", "balanced_accuracy"]),
+    default="top1",
+    show_default=True,
+    help="the accuracy chosen on (validation) and reported (test)",
+)
 @click.option("--out", "out_json", type=PATH, required=True)
-def recommend(latency_path, splits_path, finetune_metrics, cfg, out_json):
-    """The split meeting the QoS constraints per network profile and protocol → OUT (JSON)."""
+def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json):
+    """The candidate meeting the QoS constraints per network profile, protocol and loss level,
+    chosen on validation accuracy → OUT (JSON)."""
     from isplit.latency import recommend as rec
 
     result = rec.run(
@@ -85,5 +101,6 @@ def recommend(latency_path, splits_path, finetune_metrics, cfg, out_json):
         finetune_metrics_path=finetune_metrics,
         cfg=cfg,
         out_json=out_json,
+        metric=metric,
     )
     click.echo(rec.markdown_table(result))

@@ -39,11 +39,12 @@ def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, th
 @click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--layer", required=True, help="probe point (module name) to split after")
 @click.option("--config", "cfg", type=JSON, required=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="training seed")
+@click.option("--data-seed", type=int, default=None, help="subset seed [--seed]")
 @click.option("--out", "out_dir", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
-def retrain_split(model_path, dataset_dir, layer, cfg, seed, out_dir, threads, device):
+def retrain_split(model_path, dataset_dir, layer, cfg, seed, data_seed, out_dir, threads, device):
     """Split after LAYER, train the bottleneck, evaluate; resumes from OUT/checkpoint.pt."""
     from isplit.train import retrain
 
@@ -54,6 +55,7 @@ def retrain_split(model_path, dataset_dir, layer, cfg, seed, out_dir, threads, d
         out_dir=out_dir,
         cfg=cfg,
         seed=seed,
+        data_seed=data_seed,
         threads=threads,
         device=device,
     )

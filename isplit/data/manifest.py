@@ -34,6 +34,12 @@ class Sample:
     index: int = -1
     split: str | None = None  # None until a split is assigned
     label: int = -1  # filled in from the class list when the dataset is finished
+    # sha256 of the decoded pixels (:func:`isplit.data.splits.pixel_digest`): equal digests are
+    # exact duplicates, which the splitter keeps in one split.  Not written to the manifest.
+    digest: str | None = None
+    # the split the per-sample splitter would have chosen had duplicates not been grouped; only
+    # for the report's "before" counts (None: the split was not drawn, e.g. an official one)
+    ungrouped_split: str | None = None
 
 
 def arrow_schema():

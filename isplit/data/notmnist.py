@@ -19,7 +19,7 @@ from isplit.data.splits import assign_stratified, split_config
 def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
     split = split_config(cfg)
     class_dirs: set[str] = set()
-    for name, data in iter_tar_files(archive):
+    for name, stream in iter_tar_files(archive, builder.limits):
         parts = split_member(name)
         if is_junk(name):
             builder.ignore("os-metadata")
@@ -35,7 +35,7 @@ def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
         if not has_image_extension(fname):
             builder.skip(name, "not an image file name")
             continue
-        builder.add_image_bytes([letter, fname], data, class_name=letter, origin=name)
+        builder.add_image_stream([letter, fname], stream, class_name=letter, origin=name)
 
     # Classes come from the folders, not the kept images, so a letter whose files were all
     # unreadable still shows up (with zero images) instead of silently shifting the labels.

@@ -27,6 +27,7 @@ from isplit.data import DatasetError
 from isplit.data.archives import (
     is_junk,
     open_zip,
+    open_zip_member,
     read_zip_member,
     safe_component,
     split_member,
@@ -54,7 +55,7 @@ def _has(zf, name: str) -> bool:
 
 def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
     split = split_config(cfg)
-    with open_zip(archive) as zf:
+    with open_zip(archive, builder.limits) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         roots = sorted(
             (
@@ -100,8 +101,8 @@ def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
                 if wnid not in known:
                     builder.skip(name, f"class {wnid!r} is not in wnids.txt")
                     continue
-                data = read_zip_member(zf, info, archive)
-                if builder.add_image_bytes(
+                data = open_zip_member(zf, info, archive)
+                if builder.add_image_stream(
                     ["train", wnid, fname], data, class_name=wnid, origin=name
                 ):
                     train.append(builder.samples[-1])
@@ -114,8 +115,8 @@ def prepare(cfg: DatasetSettings, archive: Path, builder) -> None:
                 if wnid not in known:
                     builder.skip(name, f"val label {wnid!r} is not in wnids.txt")
                     continue
-                data = read_zip_member(zf, info, archive)
-                builder.add_image_bytes(
+                data = open_zip_member(zf, info, archive)
+                builder.add_image_stream(
                     ["val", wnid, fname], data, class_name=wnid, origin=name, split="test"
                 )
             elif parts and parts[0] == "test":

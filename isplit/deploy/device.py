@@ -29,9 +29,10 @@ from isplit.deploy.wire import (
     SplitMismatch,
     encode_payload,
     hello_body,
-    json_body,
     nodelay,
     recv_msg,
+    recv_reply,
+    refusal,
     send_msg,
 )
 
@@ -91,10 +92,8 @@ def _finish_row(row: dict, fid: int, pred: int, s_recv: float, s_done: float, t_
 
 
 def _read_result(sock: socket.socket):
-    kind, body = recv_msg(sock, RESULT.size)
+    body = recv_reply(sock, RESULT_MSG, RESULT.size)
     t = time.monotonic()
-    if kind != RESULT_MSG or len(body) != RESULT.size:
-        raise ProtocolError(f"expected RESULT, got type {kind} of {len(body)} bytes")
     return (*RESULT.unpack(body), t)
 
 
@@ -106,9 +105,12 @@ def stream(
     fps: float | None = None,
     warmup: int = 0,
     timeout_s: float = 60.0,
+    secret: str | None = None,
 ) -> list[dict]:
     """Send ``frames`` (image, label) to a server; one row per frame (warm-up frames first,
-    flagged). Raises :class:`SplitMismatch` when the server refuses the split."""
+    flagged). ``secret``: the server's shared secret, if it has one. Raises
+    :class:`SplitMismatch` when the server refuses the split, :class:`ProtocolError` when it
+    refuses for another reason (busy, authentication, a malformed message)."""
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     if not frames:
@@ -118,10 +120,16 @@ def stream(
     rows: list[dict] = []
     with socket.create_connection(address, timeout=timeout_s) as sock:
         nodelay(sock)
-        send_msg(sock, HELLO, json.dumps(hello_body(ident)).encode())
+        hello = hello_body(ident)
+        if secret is not None:
+            hello["secret"] = secret
+        send_msg(sock, HELLO, json.dumps(hello).encode())
         kind, body = recv_msg(sock)
         if kind == REFUSE:
-            raise SplitMismatch(json_body(body).get("error", "the server refused the split"))
+            error = refusal(body)
+            if error.startswith(("split mismatch", "protocol version mismatch")):
+                raise SplitMismatch(error)
+            raise ProtocolError(f"the server refused the connection: {error}")
         if kind != ACCEPT:
             raise ProtocolError(f"expected ACCEPT or REFUSE, got type {kind}")
         failure: list[BaseException] = []

@@ -36,6 +36,13 @@ type       direction  body
                       close.
 =========  =========  ====================================================================
 
+HELLO may also carry ``secret`` (a string) when the server was started with a shared secret;
+it is compared in constant time and never echoed or logged. The server answers any malformed
+message (not JSON, not an object, a field of the wrong type, nesting too deep, a wrong type or
+length) with REFUSE ``{"error": ...}`` where the socket still takes it, then closes that
+connection; the device raises the error. Deadlines, the connection limit and what the server
+trusts: :mod:`isplit.deploy.server` and ``docs/reliability.md``.
+
 Bytes on the wire per frame: ``payload_bytes + 25`` device → server (``FRAME_OVERHEAD``) and 29
 back (``RESULT_BYTES``), plus what TCP/IP/Ethernet add per segment. Relation to SEI's framing:
 SEI's transmitter cuts a frame into 1010-byte chunks and prefixes each with an 8-byte
@@ -67,6 +74,7 @@ import json
 import math
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,15 +210,50 @@ def decode_payload(payload, identity: dict) -> tuple:
 # --------------------------------------------------------------------------- messages
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytearray:
+def recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytearray:
+    """``n`` bytes; with ``deadline`` (a ``time.monotonic()`` value) all of them by then, however
+    they trickle in: a per-read timeout alone lets a peer sending a byte at a time hold on
+    forever."""
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"message not complete in time: {got} of {n} bytes arrived")
+            sock.settimeout(left)
         k = sock.recv_into(view[got:], n - got)
         if k == 0:
             raise ConnectionError(f"peer closed the connection after {got} of {n} bytes")
         got += k
     return buf
+
+
+def recv_header(
+    sock: socket.socket,
+    *,
+    idle_s: float | None = None,
+    message_s: float | None = None,
+    deadline: float | None = None,
+) -> tuple[int, int, float | None, float]:
+    """The next message's header: ``(type, body length, deadline of the body, arrival time of
+    its first byte)``. Waits up to ``idle_s`` for the first byte (the socket's own timeout when
+    None); from then the whole message, body included, has ``message_s``. An absolute
+    ``deadline`` (``time.monotonic()``) replaces both: the whole message by then."""
+    if deadline is not None:
+        idle_s = max(deadline - time.monotonic(), 1e-3)
+    if idle_s is not None:
+        sock.settimeout(idle_s)
+    buf = bytearray(HEADER.size)
+    k = sock.recv_into(buf, HEADER.size)
+    if k == 0:
+        raise ConnectionError("peer closed the connection")
+    t_first = time.monotonic()
+    if deadline is None and message_s is not None:
+        deadline = t_first + message_s
+    buf[k:] = recv_exact(sock, HEADER.size - k, deadline)
+    kind, n = HEADER.unpack(buf)
+    return kind, n, deadline, t_first
 
 
 def send_msg(sock: socket.socket, kind: int, body: bytes = b"") -> int:
@@ -220,18 +263,105 @@ def send_msg(sock: socket.socket, kind: int, body: bytes = b"") -> int:
     return len(data)
 
 
-def recv_msg(sock: socket.socket, max_len: int = MAX_CONTROL_BYTES) -> tuple[int, bytearray]:
-    kind, n = HEADER.unpack(recv_exact(sock, HEADER.size))
+def recv_msg(
+    sock: socket.socket,
+    max_len: int = MAX_CONTROL_BYTES,
+    *,
+    idle_s: float | None = None,
+    message_s: float | None = None,
+    deadline: float | None = None,
+) -> tuple[int, bytearray]:
+    """One whole message (see :func:`recv_header` for the time limits)."""
+    kind, n, deadline, _ = recv_header(sock, idle_s=idle_s, message_s=message_s, deadline=deadline)
     if n > max_len:
         raise ProtocolError(f"message type {kind} of {n} bytes exceeds the limit of {max_len}")
-    return kind, recv_exact(sock, n)
+    return kind, recv_exact(sock, n, deadline)
+
+
+def refusal(body) -> str:
+    """The reason a REFUSE body gives."""
+    try:
+        return str(json_body(body).get("error", "no reason given"))
+    except ProtocolError as e:
+        return f"a malformed REFUSE ({e})"
+
+
+def recv_reply(sock: socket.socket, kind: int, size: int) -> bytearray:
+    """The body of the next message, which must be of type ``kind`` and ``size`` bytes. A
+    REFUSE instead (the peer ended the exchange, and says why) raises :class:`ProtocolError`
+    with its reason."""
+    got, n, _, _ = recv_header(sock)
+    if got == REFUSE and n <= MAX_CONTROL_BYTES:
+        raise ProtocolError(f"the server ended the connection: {refusal(recv_exact(sock, n))}")
+    if got != kind or n != size:
+        raise ProtocolError(f"expected type {kind} of {size} bytes, got type {got} of {n} bytes")
+    return recv_exact(sock, n)
 
 
 def json_body(body) -> dict:
+    """A control message's JSON object. Anything else (invalid UTF-8 or JSON, another JSON
+    type, nesting deeper than the parser's recursion limit) is a :class:`ProtocolError`, never
+    an exception the receiving loop does not expect."""
     try:
-        return json.loads(bytes(body).decode())
+        value = json.loads(bytes(body).decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ProtocolError(f"malformed JSON message: {e}") from e
+    except RecursionError:
+        raise ProtocolError("malformed JSON message: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            f"malformed message: a JSON object expected, got {type(value).__name__}"
+        )
+    return value
+
+
+# the HELLO fields and their JSON types: checked before anything reads them
+_HELLO_TYPES = {
+    "protocol": (int,),
+    "model": (str,),
+    "layer": (str,),
+    "code_shape": (list,),
+    "dtype": (str,),
+    "quant_bits": (int, type(None)),
+    "payload_bytes": (int,),
+    "num_classes": (int,),
+    "digest": (str,),
+    "secret": (str,),
+}
+_MAX_FIELD_CHARS = 256  # identity strings are short; a longer one is not a split's
+
+
+def hello_problem(hello: dict) -> str | None:
+    """Why ``hello`` is not a well-formed HELLO (a field of the wrong type, or absurdly long),
+    or None. Extra fields are ignored, missing ones are left to :func:`compare_identity`."""
+    for key, types in _HELLO_TYPES.items():
+        if key not in hello:
+            continue
+        value = hello[key]
+        ok = isinstance(value, types) and not isinstance(value, bool)
+        if ok and key == "code_shape":
+            ok = len(value) <= 8 and all(
+                isinstance(d, int) and not isinstance(d, bool) for d in value
+            )
+        if ok and isinstance(value, str):
+            ok = len(value) <= _MAX_FIELD_CHARS
+        if not ok:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            return f"malformed HELLO: field {key!r} must be {names}"
+    return None
+
+
+def read_secret(path: str | Path) -> str:
+    """The shared secret in a file (UTF-8, surrounding whitespace dropped); never empty."""
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the secret file {path} is not UTF-8 text: {e}") from None
+    if not secret:
+        raise ValueError(f"the secret file {path} is empty")
+    if len(secret) > _MAX_FIELD_CHARS:
+        raise ValueError(f"the secret in {path} is longer than {_MAX_FIELD_CHARS} characters")
+    return secret
 
 
 def nodelay(sock: socket.socket) -> None:

@@ -6,12 +6,18 @@
 * ``accuracy_by_split``: accuracy per evaluated split over all probe points with the CUI curve on
   a second y axis, the candidate kinds in the symbols of ``cui_curve``, the measured best ringed
   and the fine-tuned model's accuracy without a split (if known) dashed.
-* ``cui_vs_accuracy``: log10 CUI vs accuracy, one labelled point per split, with Spearman ρ /
-  Pearson r of CUI and of the CDE size baseline.
+* ``cui_vs_accuracy``: log10 CUI vs accuracy, one labelled point per split, with Spearman ρ
+  (and its interval) of CUI and of the CDE size baseline.
 * ``accuracy_vs_bytes``: accuracy vs bytes sent per image (log) with the Pareto front
   (:func:`isplit.evaluation.pareto.pareto_front`) as a step line.
 * ``per_class_accuracy``: heatmap classes × splits, each class's own predicted best split boxed,
   the global predicted best column dashed.
+* ``predictors``: every zero-retraining predictor's Spearman ρ with the accuracy after
+  retraining and the regret of its choice, with 95 % intervals.
+
+Accuracies are the experiment's ``metric`` (top-1 or balanced accuracy) on test, means over the
+retraining seeds, drawn with their 95 % bootstrap intervals (images and seeds); the measured
+best is the split chosen on validation.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from isplit.evaluation.pareto import pareto_front
-from isplit.figures import style
+from isplit.figures import predictors, style
 from isplit.io.tables import read_metadata
 
-ACC_AXIS = "test top-1 accuracy after bottleneck retraining (%)"
+METRIC_NAMES = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}
 MAX_CLASS_TICKS = 40  # above this many classes the heatmap labels every k-th row only
 # the chosen split's column outline on the per-class heatmap, also its legend entry
 PICK_COLUMN = {"color": "black", "lw": 2.2, "ls": (0, (4, 2))}
@@ -63,7 +69,23 @@ def split_figures(
     paths += _cui_vs_accuracy(splits, kinds, q, title, out_dir)
     paths += _accuracy_vs_bytes(splits, q, title, out_dir)
     paths += _per_class_accuracy(splits, q, title, out_dir)
+    paths += predictors.predictors_figure(q, title, out_dir)
     return paths
+
+
+def _metric(q: dict) -> tuple[str, str]:
+    """(column of splits.parquet, axis label) of the experiment's accuracy metric."""
+    m = q.get("metric", "top1")
+    return m, f"test {METRIC_NAMES[m]} after bottleneck retraining (%)"
+
+
+def _error_bars(ax, x, splits, m, **kw) -> None:
+    """95 % intervals (images and seeds) of ``splits[m]`` at ``x``."""
+    y = splits[m].to_numpy(np.float64)
+    lo, hi = splits[m + "_lo"].to_numpy(np.float64), splits[m + "_hi"].to_numpy(np.float64)
+    ok = np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    err = np.vstack([y - lo, hi - y])[:, ok]
+    ax.errorbar(np.asarray(x)[ok], y[ok], yerr=err, fmt="none", ecolor="tab:blue", **kw)
 
 
 def _kinds(splits: pd.DataFrame, cands: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -86,46 +108,54 @@ def _fmt_stat(v) -> str:
     return f"{v:.2f}".replace("-", "\u2212") if _finite(v) else "n/a"
 
 
-def _fmt_p(v) -> str:
-    if not _finite(v):
+def _ci_text(s: dict | None) -> str:
+    s = s or {}
+    ci = s.get("ci") or [None, None]
+    if not _finite(s.get("value")):
         return "n/a"
-    return f"{v:.2g}" if v >= 1e-3 else f"{v:.0e}"
+    if not (_finite(ci[0]) and _finite(ci[1])):
+        return _fmt_stat(s["value"])
+    return f"{_fmt_stat(s['value'])} [{_fmt_stat(ci[0])}, {_fmt_stat(ci[1])}]"
 
 
-def _corr_text(c: dict | None, name: str) -> str:
-    c = c or {}
-    rho = f"Spearman ρ = {_fmt_stat(c.get('spearman'))}"
-    r = f"Pearson r = {_fmt_stat(c.get('pearson'))}"
-    if c.get("spearman") is not None:
-        rho += f" (p = {_fmt_p(c.get('spearman_p'))})"
-    if c.get("pearson") is not None:
-        r += f" (p = {_fmt_p(c.get('pearson_p'))})"
-    return f"{name}: {rho}, {r}, n = {c.get('n', 'n/a')}"
+def _corr_text(q: dict, key: str, name: str) -> str:
+    e = q.get("predictors", {}).get(key, {})
+    return f"{name}: Spearman ρ = {_ci_text(e.get('spearman'))}, n = {q.get('n_points', 'n/a')}"
 
 
 def _predicted_line(q: dict) -> str:
-    pb, mb = q.get("predicted_best"), q.get("measured_best")
-    if pb:
-        return (
-            f"I-SPLIT predicted best {pb['label']}: {100 * pb['top1']:.1f}%, rank {pb['rank']} "
-            f"of {pb['of']}, {100 * pb['accuracy_lost']:.1f} points below the measured best "
-            f"{mb['label']}"
+    cui, mb = q.get("predictors", {}).get("cui_mean", {}), q.get("measured_best")
+    if not mb:
+        return ""
+    line = f"measured best (chosen on validation): {mb['label']}"
+    if cui.get("choice"):
+        regret = cui.get("regret") or {}
+        choice = cui.get("choice_label") or cui["choice"]
+        line += (
+            f"; I-SPLIT's choice {choice} loses {_ci_text(_pct(regret))} points of test accuracy"
         )
-    if mb:
-        return f"measured best {mb['label']} ({100 * mb['top1']:.1f}%); I-SPLIT best not evaluated"
-    return ""
+    return line
 
 
-def _mark_measured_best(ax, x, y, label) -> None:
-    if np.isfinite(y).any():
-        i = int(np.nanargmax(y))
-        lab = f"measured best: {label[i]} ({100 * y[i]:.1f}%)"
+def _pct(s: dict) -> dict:
+    """A quality.json summary in percentage points."""
+    ci = s.get("ci") or [None, None]
+    scale = [100 * v if _finite(v) else v for v in ci]
+    return {"value": 100 * s["value"] if _finite(s.get("value")) else None, "ci": scale}
+
+
+def _mark_measured_best(ax, x, y, layers, q: dict) -> None:
+    best = (q.get("measured_best") or {}).get("layer")
+    hits = [i for i, layer in enumerate(layers) if layer == best]
+    if hits and np.isfinite(y[hits[0]]):
+        i = hits[0]
+        lab = f"measured best, chosen on validation: {q['measured_best']['label']}"
         style.MEASURED_BEST.scatter(ax, [x[i]], [y[i]], label=lab)
 
 
 def _finetuned(ax, q: dict, lw: float) -> float | None:
     """The fine-tuned model's accuracy without a split, dashed across ``ax`` (if known)."""
-    ft = q.get("finetuned_top1")
+    ft = ((q.get("finetuned") or {}).get("test") or {}).get("value")
     if not _finite(ft):
         return None
     ft = float(ft)
@@ -165,21 +195,24 @@ def _accuracy_by_split(splits, curve, kinds, q, title, out_dir) -> list[Path]:
     ax2.set_ylabel(style.CUI_AXIS, color="tab:orange")
     ax2.tick_params(axis="y", colors="tab:orange")
 
+    m, acc_axis = _metric(q)
     sx = np.array([pos[li] for li in splits["layer_index"].astype(int)], dtype=float)
-    sy = splits["top1"].to_numpy(np.float64)
-    lab = "test top-1 after bottleneck retraining (evaluated splits)"
+    sy = splits[m].to_numpy(np.float64)
+    lab = f"test {METRIC_NAMES[m]} after bottleneck retraining, 95 % interval (evaluated splits)"
     ax.plot(sx, sy, color="tab:blue", lw=1.8, marker="o", ms=6, zorder=4, label=lab)
+    _error_bars(ax, sx, splits, m, elinewidth=1.2, capsize=3, zorder=4)
     style.mark_kinds(ax, sx, sy, kinds)
-    _mark_measured_best(ax, sx, sy, splits["label"].astype(str).tolist())
+    _mark_measured_best(ax, sx, sy, splits["layer"].astype(str).tolist(), q)
     ft = _finetuned(ax, q, lw=1.3)
-    v = sy[np.isfinite(sy)]
+    v = np.concatenate([sy, splits[m + "_lo"], splits[m + "_hi"]]).astype(np.float64)
+    v = v[np.isfinite(v)]
     lo, hi = (v.min(), v.max()) if len(v) else (0.0, 1.0)
     if ft is not None:
         lo, hi = min(lo, ft), max(hi, ft)
     pad = max(0.03, 0.12 * (hi - lo))
     ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1.0 else hi + pad)
     style.pct_axis(ax.yaxis)
-    ax.set_ylabel(ACC_AXIS, color="tab:blue")
+    ax.set_ylabel(acc_axis, color="tab:blue")
     ax.tick_params(axis="y", colors="tab:blue")
     ax.set_xlabel("probe point in network order (split after this layer)")
     style.probe_ticks(ax, [labels[li] for li in order])
@@ -202,16 +235,19 @@ def _accuracy_by_split(splits, curve, kinds, q, title, out_dir) -> list[Path]:
 
 
 def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
+    m, acc_axis = _metric(q)
     x = splits["log10_cui"].to_numpy(np.float64)
-    y = splits["top1"].to_numpy(np.float64)
+    y = splits[m].to_numpy(np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     fig = Figure(figsize=(8.0, 6.6), layout="constrained")
     ax = fig.add_subplot()
     xs, ys = x[ok], y[ok]
     labels = [_short_label(v) for v in splits["label"].astype(str)[ok]]
-    ax.scatter(xs, ys, s=36, color="tab:blue", zorder=4, label="evaluated split")
-    style.mark_kinds(ax, xs, ys, {k: m[ok] for k, m in kinds.items()})
-    _mark_measured_best(ax, xs, ys, labels)
+    lab = "evaluated split (95 % interval)"
+    ax.scatter(xs, ys, s=36, color="tab:blue", zorder=4, label=lab)
+    _error_bars(ax, x, splits, m, elinewidth=0.9, capsize=2, zorder=3, alpha=0.7)
+    style.mark_kinds(ax, xs, ys, {k: mask[ok] for k, mask in kinds.items()})
+    _mark_measured_best(ax, xs, ys, splits["layer"].astype(str)[ok].tolist(), q)
     if len(xs) >= 3 and np.ptp(xs) > 0:
         k, c0 = np.polyfit(xs, ys, 1)
         gx = np.array([xs.min(), xs.max()])
@@ -224,13 +260,13 @@ def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
         ax.text(0.5, 0.5, msg, ha="center", va="center", transform=ax.transAxes)
     style.pct_axis(ax.yaxis)
     ax.set_xlabel(style.CUI_AXIS)
-    ax.set_ylabel(ACC_AXIS)
+    ax.set_ylabel(acc_axis)
     ax.grid(alpha=0.3)
     style.legend_below(fig)
     lines = [
         f"CUI vs accuracy over {int(ok.sum())} evaluated splits{title}",
-        _corr_text(q.get("cui_vs_accuracy"), "I-SPLIT CUI"),
-        _corr_text(q.get("cde_size_vs_accuracy"), "baseline, CDE layer size (log10 bytes)"),
+        _corr_text(q, "cui_mean", "I-SPLIT CUI"),
+        _corr_text(q, "size", "baseline, −log10 activation size (CDE)"),
     ]
     if not ok.all():
         lines.append(f"{int((~ok).sum())} split(s) with CUI = 0 or no accuracy not shown")
@@ -243,8 +279,9 @@ def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
 def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    m, acc_axis = _metric(q)
     b = splits["bytes"].to_numpy(np.float64)
-    a = splits["top1"].to_numpy(np.float64)
+    a = splits[m].to_numpy(np.float64)
     ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
     idx = np.flatnonzero(ok)
     front = idx[pareto_front(cost=b[ok], value=a[ok])]
@@ -259,6 +296,7 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
     ax.scatter(b[dominated], a[dominated], s=36, color="0.55", zorder=3, label=lab)
     red = {"color": "tab:red", "edgecolor": "black", "lw": 0.6}
     ax.scatter(b[on], a[on], s=70, zorder=5, label="Pareto-optimal split", **red)
+    _error_bars(ax, b, splits, m, elinewidth=0.9, capsize=2, zorder=2, alpha=0.6)
     if len(front):
         fx, fy = b[front], a[front]
         # best accuracy reachable with at most x bytes: flat until the next front point
@@ -280,7 +318,7 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
         ax.xaxis.set_minor_formatter(NullFormatter())
     style.pct_axis(ax.yaxis)
     ax.set_xlabel("bytes transmitted per image (log scale; bottleneck code as sent)")
-    ax.set_ylabel(ACC_AXIS)
+    ax.set_ylabel(acc_axis)
     ax.grid(alpha=0.3, which="major")
     ax.grid(alpha=0.12, which="minor", axis="x")
     style.legend_below(fig, ncol=2, markerscale=0.8)
@@ -307,13 +345,12 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     mat = splits[acc_cols].to_numpy(np.float64).T  # classes × splits
     k, n = mat.shape
     per_class = q.get("per_class") or []
+    predicted = {str(e["class"]): e["predicted"] for e in per_class if e.get("predicted")}
     own = {
-        str(e["class"]): col_of[str(e["own_best_layer"])]
-        for e in per_class
-        if str(e.get("own_best_layer")) in col_of
+        c: col_of[str(p["own_best"])] for c, p in predicted.items() if str(p["own_best"]) in col_of
     }
     rows = [i for i, c in enumerate(classes) if c in own]
-    n_own = sum(1 for e in per_class if e.get("own_best_layer") is not None)
+    n_own = len(predicted)
     annotate = k <= 20 and n <= 24
     many = k > MAX_CLASS_TICKS
 
@@ -326,7 +363,7 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
         cb = fig.colorbar(im, ax=ax, location="top", fraction=0.02, pad=0.01, shrink=0.6)
     else:
         cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, max(0.4, 12 / k)))
-    cb.set_label("per-class test accuracy (fraction correct)")
+    cb.set_label("per-class test recall (fraction correct)")
     if annotate:
         for (i, j), v in np.ndenumerate(mat):
             if np.isfinite(v):
@@ -338,9 +375,9 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
         xy = (own[classes[i]] - 0.5 + inset, i - 0.5 + inset)
         ax.add_patch(Rectangle(xy, 1 - 2 * inset, 1 - 2 * inset, **box))
     handles = [Rectangle((0, 0), 1, 1, **box, label="class's own best")] if rows else []
-    pb = q.get("predicted_best")
-    if pb and str(pb["layer"]) in col_of:
-        j = col_of[str(pb["layer"])]
+    pick = (q.get("predictors", {}).get("cui_mean") or {}).get("choice")
+    if pick and str(pick) in col_of:
+        j = col_of[str(pick)]
         ax.add_patch(Rectangle((j - 0.5, -0.5), 1, k, fill=False, zorder=4, **PICK_COLUMN))
         # just above the top edge: x in data, y in axes coordinates
         tip = ax.get_xaxis_transform()
@@ -355,19 +392,18 @@ def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
     if handles:
         style.legend_below(fig, handles=handles, ncol=2, markerscale=1.0)
     notes = []
-    gains = [e["gain"] for e in per_class if e.get("gain") is not None]
-    if gains:
-        better = sum(1 for g in gains if g > 0)
+    beyond = sum(1 for p in predicted.values() if p.get("beyond_ci"))
+    if predicted:
         notes.append(
-            f"own best beats the global best for {better} of {len(gains)} classes, "
-            f"mean gain {100 * float(np.mean(gains)):+.1f} points"
+            f"a class's predicted own best beats the global one beyond the 95 % interval for "
+            f"{beyond} of {len(predicted)} classes"
         )
     if n_own > len(rows):
         notes.append(f"{n_own - len(rows)} of {n_own} classes' own best split not evaluated")
     if annotate:
         notes.append("cell values in %")
     parts = [
-        f"Per-class test accuracy after bottleneck retraining{title}",
+        f"Per-class test recall after bottleneck retraining (mean over seeds){title}",
         f"{k} classes × {n} evaluated splits; red box: each class's own predicted best split "
         "(its class CUI argmax)",
     ]

@@ -1,49 +1,69 @@
-"""QoS matching: the split an application should use on each link (SEI's step 3, docs/method.md).
+"""QoS matching: the candidate an application should use on each link (SEI's step 3,
+docs/method.md §5, docs/latency.md).
 
 SEI leaves this step to the reader of its logs; here it is a rule. For each network profile ×
-protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC
-(whole model on the device) and RC (raw frame to the server; both carry the fine-tuned model's
-accuracy, since neither has a bottleneck). A candidate is *feasible* when it meets every
-configured constraint (``qos`` section of the config; ``None`` = no constraint):
+protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC and
+RC (:func:`isplit.latency.simulate.endpoints`).
+
+**Accuracy that counts.** A lost UDP frame gets no answer, so the accuracy an application sees
+over the frames it sends is the *delivered* accuracy, ``accuracy × (1 − frame_loss)`` (a lost
+frame counts as wrong; over TCP it equals the accuracy). That is the number the accuracy
+constraint and the ranking use; the plain accuracy is shown beside it.
+
+**Chosen on validation.** Choices are made on the validation accuracy of the experiment's
+``metric`` (``top1`` by default; ``val_<metric>`` in ``splits.parquet``, ``val`` in the fine-tuned
+model's metrics for LC/RC) and the test accuracy is reported beside it; nothing is chosen on
+test data. With ``classes`` the accuracy is the mean test recall of those classes (no
+per-class validation recall is recorded), which the answer states.
+
+A candidate is *feasible* when it meets every configured constraint (``qos`` section; ``None`` =
+no constraint) and the device profile's memory:
 
 =================  =====================================================================
 max_p95_s          p95 frame latency (s) ≤ this; a candidate that delivers no frame fails
-min_accuracy       accuracy ≥ this (test top-1, or with ``classes`` the mean of those
-                   classes' test accuracies — for an application that cares about a subset)
+min_accuracy       delivered validation accuracy ≥ this
 max_device_params  parameters on the device (head + encoder; LC: whole model; RC: 0) ≤ this
 max_device_flops   FLOPs per image on the device (same parts) ≤ this
 max_frame_loss     fraction of frames lost (UDP) ≤ this
+device_memory      parameters on the device ≤ the device profile's ``max_params``
+                   (``device_max_params`` in latency.parquet; always applied when known)
 =================  =====================================================================
 
-The **recommendation** is the most accurate feasible candidate, ties broken by lower p95, then by
-earlier split (less on the device). If none is feasible the answer says so and gives the
-**nearest miss**: the candidate with the smallest total violation, where each violated constraint
-contributes its excess relative to the limit for latency, parameters and FLOPs (0.5 = 50 % over),
-and its absolute excess for the two fractions accuracy and frame loss (0.05 = 5 points short).
-The **Pareto front** (accuracy up, p95 down) is given for every group, feasible or not.
+The **recommendation** is the most accurate feasible candidate, where accuracies whose 95 %
+intervals overlap the best feasible one's are ties (seeds and test images make a 0.2-point
+difference noise), broken by lower p95 latency, then by fewer device FLOPs, then by the earlier
+split. Without interval columns the point values are compared. If none is feasible the answer
+gives the **nearest miss**: the candidate with the smallest total violation, where each violated
+constraint contributes its excess relative to the limit for latency, parameters and FLOPs (0.5 =
+50 % over), and its absolute excess for the fractions accuracy and frame loss. The **Pareto
+front** (delivered validation accuracy up, p95 down) is given for every group.
 
 ``recommendation.json`` (strict JSON: NaN/inf are written as ``null``)::
 
     {
       "constraints": {max_p95_s, min_accuracy, classes, max_device_params, max_device_flops,
                       max_frame_loss, include_endpoints},
-      "accuracy_metric": "test top-1" | "mean test accuracy of classes [...]",
-      "accuracy": {layer: accuracy, ..., "LC": ..., "RC": ...},
+      "metric": "top1" | "balanced_accuracy",
+      "selection": "validation",
+      "accuracy_metric": one line saying what "accuracy" is,
+      "accuracy": {layer: validation accuracy, ...},   "test_accuracy": {layer: ...},
       "groups": [{
-        "profile", "protocol", "loss", "bandwidth_bps", "delay_s",
-        "status": "ok" | "none",
-        "message": one line for people,
+        "profile", "protocol", "loss", "loss_model", "bandwidth_bps", "delay_s",
+        "device_profile", "server_profile",
+        "status": "ok" | "none", "message": one line for people,
         "n_candidates", "n_feasible", "feasible": [layer, ...],
+        "tied": [layer, ...]  (feasible candidates tied with the best on accuracy),
         "recommended": point | null,
-        "nearest_miss": point + {"violation": total score,
-                                 "violations": [{"constraint", "value", "limit", "excess",
-                                                 "score"}]} | null,
+        "nearest_miss": point + {"violation", "violations": [{"constraint", "value", "limit",
+                                 "excess", "score"}]} | null,
         "pareto": [point, ...]           (ascending p95)
       }, ...]
     }
 
-where a point is ``{layer, label, layer_index, accuracy, latency_p50_s, latency_p95_s,
-frame_loss, fps_max, bytes, device_s, server_s, device_params, device_flops}``.
+where a point is ``{layer, label, layer_index, accuracy (delivered validation: the number
+compared), accuracy_lo, accuracy_hi, val_accuracy, test_accuracy, test_accuracy_lo,
+test_accuracy_hi, delivered_test_accuracy, latency_p50_s (+ _lo_s, _hi_s), latency_p95_s (+
+_lo_s, _hi_s), frame_loss, fps_max, bytes, device_s, server_s, device_params, device_flops}``.
 """
 
 from __future__ import annotations
@@ -60,6 +80,7 @@ from isplit.config import settings
 from isplit.evaluation.pareto import pareto_front
 from isplit.io.files import write_json
 from isplit.latency.compute import LC, RC
+from isplit.latency.simulate import endpoints
 
 # constraint → (candidate column, kind: "max"/"min", normalisation: "relative"/"absolute")
 CONSTRAINTS = {
@@ -69,76 +90,47 @@ CONSTRAINTS = {
     "max_device_flops": ("device_flops", "max", "relative"),
     "max_frame_loss": ("frame_loss", "max", "absolute"),
 }
+PROFILE_LIMIT = ("device_memory", "device_params", "device_max_params")
 
 POINT_FIELDS = [
-    "layer",
-    "label",
-    "layer_index",
-    "accuracy",
-    "latency_p50_s",
-    "latency_p95_s",
-    "frame_loss",
-    "fps_max",
-    "bytes",
-    "device_s",
-    "server_s",
-    "device_params",
-    "device_flops",
-]
+    "layer", "label", "layer_index", "accuracy", "accuracy_lo", "accuracy_hi", "val_accuracy",
+    "test_accuracy", "test_accuracy_lo", "test_accuracy_hi", "delivered_test_accuracy",
+    "latency_p50_s", "latency_p50_lo_s", "latency_p50_hi_s", "latency_p95_s", "latency_p95_lo_s",
+    "latency_p95_hi_s", "frame_loss", "fps_max", "bytes", "device_s", "server_s",
+    "device_params", "device_flops",
+]  # fmt: skip
 
 
 def candidate_table(
-    splits: pd.DataFrame, finetune: Mapping | None, classes: list[str] | None
+    splits: pd.DataFrame, finetune: Mapping | None, classes: list[str] | None, metric: str
 ) -> pd.DataFrame:
-    """Accuracy and device cost of every split and of LC/RC, one row per layer."""
-    s = splits.copy()
+    """Validation and test accuracy (with intervals) of every candidate, one row per layer."""
+    c = endpoints(splits, finetune, metric=metric)
+    keep = ["layer", "val", "val_lo", "val_hi", "test", "test_lo", "test_hi"]
+    out = c[keep + ["device_params", "device_flops"]].copy()
     if classes:
-        cols = [f"acc:{c}" for c in classes]
-        missing = [c for c in cols if c not in s.columns]
+        cols = [f"acc:{k}" for k in classes]
+        missing = [k for k in cols if k not in c.columns]
         if missing:
-            have = sorted(c[4:] for c in s.columns if c.startswith("acc:"))
+            have = sorted(k[4:] for k in c.columns if k.startswith("acc:"))
             raise ValueError(f"qos.classes: unknown classes {missing}; known: {have}")
-        acc = s[cols].mean(axis=1)
-    else:
-        acc = s["top1"]
-    out = pd.DataFrame(
-        {
-            "layer": s["layer"].astype(str),
-            "accuracy": acc.astype(float),
-            "device_params": (s["head_params"] + s["encoder_params"]).astype(float),
-            "device_flops": (s["head_flops"] + s["encoder_flops"]).astype(float),
-        }
-    )
-    ft_acc = float("nan")
-    if finetune is not None:
-        test = finetune["test"]
-        if classes:
-            per = test.get("per_class", {})
-            missing = [c for c in classes if c not in per]
-            if missing:
-                raise ValueError(f"qos.classes: the fine-tuned metrics lack {missing}")
-            ft_acc = float(np.mean([per[c] for c in classes]))
-        else:
-            ft_acc = float(test["top1"])
-    # the whole model = any split's head + tail (the bottleneck is not part of it)
-    full_params = float(s["head_params"].iloc[0] + s["tail_params"].iloc[0]) if len(s) else np.nan
-    full_flops = float(s["head_flops"].iloc[0] + s["tail_flops"].iloc[0]) if len(s) else np.nan
-    ends = pd.DataFrame(
-        {
-            "layer": [LC, RC],
-            "accuracy": [ft_acc, ft_acc],
-            "device_params": [full_params, 0.0],
-            "device_flops": [full_flops, 0.0],
-        }
-    )
-    return pd.concat([out, ends], ignore_index=True)
+        if c.loc[c["layer"].isin([LC, RC]), cols].isna().any().any() and finetune is not None:
+            raise ValueError(f"qos.classes: the fine-tuned metrics lack some of {classes}")
+        acc = c[cols].mean(axis=1)
+        for k in ("val", "val_lo", "val_hi", "test", "test_lo", "test_hi"):
+            out[k] = acc
+    return out
 
 
 def violations(row: Mapping, q: Mapping) -> list[dict]:
     """Every constraint ``row`` breaks, with the value, the limit and by how much."""
+    checks = [(key, col, kind, norm, q.get(key)) for key, (col, kind, norm) in CONSTRAINTS.items()]
+    name, col, limit_col = PROFILE_LIMIT
+    limit = row.get(limit_col)
+    if limit is not None and math.isfinite(float(limit)):
+        checks.append((name, col, "max", "relative", float(limit)))
     out = []
-    for key, (col, kind, norm) in CONSTRAINTS.items():
-        limit = q.get(key)
+    for key, col, kind, norm, limit in checks:
         if limit is None:
             continue
         limit = float(limit)
@@ -180,15 +172,27 @@ def _num(v):
 
 
 def _point(r: Mapping) -> dict:
-    out = {}
-    for k in POINT_FIELDS:
-        v = r[k]
-        out[k] = v if isinstance(v, str) else _num(v)
-    return out
+    return {k: r[k] if isinstance(r[k], str) else _num(r[k]) for k in POINT_FIELDS}
+
+
+def _finite(v, worst=math.inf):
+    v = float(v)
+    return v if math.isfinite(v) else worst
+
+
+def choose(feasible: list[dict]) -> tuple[dict, list[dict]]:
+    """The recommended candidate and the candidates tied with the best on accuracy."""
+    best = max(feasible, key=lambda r: (_finite(r["accuracy"], -math.inf), -r["layer_index"]))
+    lo = _finite(best["accuracy_lo"], _finite(best["accuracy"], -math.inf))
+    tied = [r for r in feasible if _finite(r["accuracy_hi"], _finite(r["accuracy"], -1)) >= lo]
+    pick = min(
+        tied,
+        key=lambda r: (_finite(r["latency_p95_s"]), _finite(r["device_flops"]), r["layer_index"]),
+    )
+    return pick, tied
 
 
 def _rank_key(r: Mapping):
-    """Most accurate first, then lowest p95, then earliest split; unknown values sort last."""
     acc, p95 = float(r["accuracy"]), float(r["latency_p95_s"])
     return (
         -acc if math.isfinite(acc) else math.inf,
@@ -215,16 +219,20 @@ def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
         "feasible": [r["layer"] for r in sorted(feas, key=lambda r: r["layer_index"])],
     }
     if feas:
-        best = min(feas, key=_rank_key)
+        best, tied = choose(feas)
         out["status"] = "ok"
+        out["tied"] = [r["layer"] for r in sorted(tied, key=lambda r: r["layer_index"])]
         out["recommended"] = _point(best)
         out["nearest_miss"] = None
         out["message"] = (
-            f"{best['label']}: accuracy {best['accuracy']:.4f}, p95 {_fmt_s(best['latency_p95_s'])}"
+            f"{best['label']}: accuracy {best['accuracy']:.4f} (validation, delivered), "
+            f"p95 {_fmt_s(best['latency_p95_s'])}"
+            + (f"; tied on accuracy with {len(tied) - 1} other(s)" if len(tied) > 1 else "")
         )
     else:
         score, r, v = min(misses, key=lambda m: (m[0], *_rank_key(m[1])))
         out["status"] = "none"
+        out["tied"] = []
         out["recommended"] = None
         out["nearest_miss"] = {**_point(r), "violation": _num(score), "violations": v}
         broken = "; ".join(f"{x['constraint']} by {_fmt_excess(x)}" for x in v)
@@ -250,6 +258,31 @@ def _fmt_excess(x: Mapping) -> str:
     return f"+{e:.4g} ({e / x['limit'] * 100:.1f} %)" if x["limit"] else f"+{e:.4g}"
 
 
+def points_table(lat: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
+    """latency.parquet rows with the accuracies: validation and test, plain and delivered."""
+    # the device's work is in latency.parquet; older files without it take the splits' own
+    have = [c for c in ("device_params", "device_flops") if c in lat.columns]
+    drop = [c for c in ("accuracy",) if c in lat.columns]
+    pts = lat.drop(columns=drop).merge(
+        cand.drop(columns=have), on="layer", how="left", validate="many_to_one"
+    )
+    kept = 1.0 - pts["frame_loss"].astype(float)
+    pts["val_accuracy"] = pts["val"]
+    pts["accuracy"] = pts["val"] * kept
+    pts["accuracy_lo"] = pts["val_lo"] * kept
+    pts["accuracy_hi"] = pts["val_hi"] * kept
+    pts["test_accuracy"] = pts["test"]
+    pts["test_accuracy_lo"] = pts["test_lo"]
+    pts["test_accuracy_hi"] = pts["test_hi"]
+    pts["delivered_test_accuracy"] = pts["test"] * kept
+    for col in POINT_FIELDS:
+        if col not in pts:
+            pts[col] = np.nan  # an older latency.parquet without intervals
+    if "device_max_params" not in pts:
+        pts["device_max_params"] = np.nan
+    return pts
+
+
 def run(
     *,
     latency_path: str | Path,
@@ -257,11 +290,13 @@ def run(
     finetune_metrics_path: str | Path | None,
     cfg: Mapping | None,
     out_json: str | Path,
+    metric: str = "top1",
 ) -> dict:
     """Write ``recommendation.json`` (schema in the module docstring) atomically and return it.
 
-    ``cfg`` is the ``qos`` config section; ``finetune_metrics_path`` gives
-    LC's and RC's accuracy (``None``: unknown, so they fail any accuracy constraint)."""
+    ``cfg`` is the ``qos`` config section; ``finetune_metrics_path`` gives LC's and RC's
+    accuracy (``None``: unknown, so they fail any accuracy constraint); ``metric``: the
+    experiment's accuracy metric (``splits.parquet`` columns ``val_<metric>``, ``<metric>``)."""
     q = settings("qos", cfg).to_dict()
     lat = pd.read_parquet(latency_path)
     splits = pd.read_parquet(splits_path)
@@ -269,9 +304,8 @@ def run(
     if finetune_metrics_path is not None:
         finetune = json.loads(Path(finetune_metrics_path).read_text())
     classes = list(q["classes"]) if q["classes"] else None
-    cand = candidate_table(splits, finetune, classes)
-    lat = lat.drop(columns=[c for c in ("accuracy",) if c in lat.columns])
-    pts = lat.merge(cand, on="layer", how="left", validate="many_to_one")
+    cand = candidate_table(splits, finetune, classes, metric)
+    pts = points_table(lat, cand)
     if not q["include_endpoints"]:
         pts = pts[~pts["layer"].isin([LC, RC])]
     groups = []
@@ -280,22 +314,31 @@ def run(
     for (profile, protocol, loss), g in sorted(
         pts.groupby(keys, sort=False), key=lambda kv: (order[kv[0][0]], kv[0][1], kv[0][2])
     ):
-        res = recommend_group(g, q)
+        first = g.iloc[0]
         groups.append(
             {
                 "profile": profile,
                 "protocol": protocol,
                 "loss": float(loss),
-                "bandwidth_bps": float(g["bandwidth_bps"].iloc[0]),
-                "delay_s": float(g["delay_s"].iloc[0]),
-                **res,
+                "loss_model": str(first.get("loss_model", "iid")),
+                "bandwidth_bps": float(first["bandwidth_bps"]),
+                "delay_s": float(first["delay_s"]),
+                "device_profile": str(first.get("device_profile", "")),
+                "server_profile": str(first.get("server_profile", "")),
+                **recommend_group(g, q),
             }
         )
-    metric = f"mean test accuracy of classes {classes}" if classes else "test top-1"
+    if classes:
+        what = f"mean test recall of classes {classes} (no per-class validation recall exists)"
+    else:
+        what = f"validation {metric} (test {metric} beside it)"
     out = {
         "constraints": q,
-        "accuracy_metric": metric,
-        "accuracy": {r["layer"]: _num(r["accuracy"]) for r in cand.to_dict("records")},
+        "metric": metric,
+        "selection": "validation" if not classes else "test (per-class)",
+        "accuracy_metric": f"{what}; UDP: x (1 - frame loss), a lost frame counts as wrong",
+        "accuracy": {r["layer"]: _num(r["val"]) for r in cand.to_dict("records")},
+        "test_accuracy": {r["layer"]: _num(r["test"]) for r in cand.to_dict("records")},
         "groups": groups,
     }
     write_json(out_json, out, allow_nan=False)
@@ -312,17 +355,19 @@ def markdown_table(rec: Mapping | str | Path) -> str:
         lines.append("Constraints: " + ", ".join(f"{k} = {v}" for k, v in c.items()) + ".")
     else:
         lines.append("No constraints configured: the most accurate split wins.")
-    lines.append(f"Accuracy: {rec['accuracy_metric']}.")
+    lines.append(f"Accuracy: {rec['accuracy_metric']}. Latency: p50 and p95 with 95 % intervals.")
     lines.append("")
     lines.append(
-        "| profile | protocol | loss | split | accuracy | p50 | p95 | frame loss | fps max "
-        "| device params | note |"
+        "| profile | protocol | loss | split | accuracy (val, delivered) | test | p50 | p95 "
+        "| frame loss | device params | note |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for g in rec["groups"]:
         p = g["recommended"] or g["nearest_miss"]
         if g["status"] == "ok":
             note = f"{g['n_feasible']}/{g['n_candidates']} feasible"
+            if len(g.get("tied", [])) > 1:
+                note += f", {len(g['tied'])} tied on accuracy"
         else:
             note = "**nothing meets the constraints**; nearest miss: " + "; ".join(
                 f"{x['constraint']} {_fmt_excess(x)}" for x in g["nearest_miss"]["violations"]
@@ -330,11 +375,18 @@ def markdown_table(rec: Mapping | str | Path) -> str:
         split = p["label"] if g["status"] == "ok" else f"({p['label']})"
         lines.append(
             f"| {g['profile']} | {g['protocol']} | {g['loss'] * 100:g} % | {split} | "
-            f"{_fmt_acc(p['accuracy'])} | {_fmt_s(p['latency_p50_s'])} | "
-            f"{_fmt_s(p['latency_p95_s'])} | {_fmt_pct(p['frame_loss'])} | "
-            f"{_fmt_num(p['fps_max'])} | {_fmt_num(p['device_params'])} | {note} |"
+            f"{_fmt_acc(p['accuracy'])} | {_fmt_acc(p.get('test_accuracy'))} | "
+            f"{_fmt_ci(p, 'latency_p50')} | {_fmt_ci(p, 'latency_p95')} | "
+            f"{_fmt_pct(p['frame_loss'])} | {_fmt_num(p['device_params'])} | {note} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _fmt_ci(p: Mapping, stem: str) -> str:
+    v, lo, hi = p.get(f"{stem}_s"), p.get(f"{stem}_lo_s"), p.get(f"{stem}_hi_s")
+    if lo is None or hi is None or v is None or lo == hi:
+        return _fmt_s(v)
+    return f"{_fmt_s(v)} [{_fmt_s(lo)}, {_fmt_s(hi)}]"
 
 
 def _fmt_acc(v) -> str:

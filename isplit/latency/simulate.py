@@ -1,44 +1,64 @@
-"""Latency of each split under network profiles: ``latency.parquet``.
+"""Latency of each candidate under network profiles: ``latency.parquet``.
 
-The Split-Et-Impera step after I-SPLIT (docs/method.md): every evaluated split, plus the
-two ends LC (all on the device) and RC (raw frame to the server), is simulated packet by packet
-(:mod:`.netsim`) over the configured links (:mod:`.profiles`) with the measured or imported
-compute times (:mod:`.compute`); :mod:`.recommend` then picks the split that meets the
-application's constraints, and :mod:`.figures` draws accuracy against p95 latency.
+The Split-Et-Impera step after I-SPLIT (docs/method.md §5, docs/latency.md): every candidate of
+:func:`endpoints` (the evaluated splits, LC and RC) is simulated packet by packet (:mod:`.netsim`,
+or ns-3 with ``simulator: ns3``: :mod:`.ns3sim`) over the configured links (:mod:`.profiles`),
+with device and server times from a named compute profile (:mod:`.devices`: the candidate's FLOPs
+and weight layers) or, explicitly, from timings (``scale``/``table``: :mod:`.compute`);
+:mod:`.recommend` then picks the candidate that meets the application's constraints.
 
-:func:`run_simulation` writes ``latency.parquet``, one row per layer × profile × protocol × loss:
+:func:`run_simulation` writes ``latency.parquet``, one row per candidate × profile × protocol ×
+loss level:
 
-=================  ======================================================================
-column             meaning
-=================  ======================================================================
-layer              split layer (module name), or ``LC`` / ``RC``
-label, layer_index from ``splits.parquet`` (LC: index −1 … RC: len; label = layer for both)
-profile            network profile name (:mod:`.profiles`)
-protocol           ``tcp`` or ``udp``
-loss               Bernoulli loss probability per data packet
-bandwidth_bps      link rate each way
-delay_s            one-way propagation delay
-mtu                largest IP packet
-bytes              application bytes per frame (split: ``bytes`` of splits.parquet; LC: 4;
-                   RC: 3·S·S uint8)
-packets            packets per frame
-wire_bytes         bytes on the wire per frame, all headers included
-device_s           device compute per frame (head + encoder; LC: full model; RC: 0)
-server_s           server compute per frame (decoder + tail; LC: 0; RC: full model)
-latency_p50_s      median latency of the delivered frames
-latency_p95_s      95th percentile of the same
-latency_mean_s     mean of the same
-frame_loss         fraction of frames lost (UDP; always 0 over TCP)
-fps_max            1 / max(device_s, serialisation of one frame, server_s)
-analytic_s         zero-loss closed form (:func:`.netsim.analytic_latency`)
-top1               test accuracy of this configuration (LC, RC: the fine-tuned model)
-n_frames, fps      simulation settings (fps NaN = closed loop)
-seed               simulation seed
-=================  ======================================================================
+=====================  =================================================================
+column                 meaning
+=====================  =================================================================
+layer                  candidate: split layer (module name), ``LC`` or ``RC``
+label, layer_index     from ``splits.parquet`` (LC: index −1 … RC: len; label = name)
+profile                network profile name (:mod:`.profiles`)
+protocol               ``tcp`` or ``udp``
+loss                   average loss probability per data packet
+loss_model             ``iid`` or ``gilbert-elliott(burst=…,bad_loss=…)``
+simulator, tcp         ``builtin`` / ``ns3``; the TCP model (``linux`` / ``sei``)
+bandwidth_bps          link rate each way
+delay_s                one-way propagation delay
+mtu                    largest IP packet
+bytes                  application bytes per frame
+packets, wire_bytes    packets per frame; bytes on the wire per frame, all headers included
+device_profile         what produced ``device_s``: a profile name (:mod:`.devices`),
+                       ``scale:<f>`` (this machine × f) or ``table:<file>×<f>``
+server_profile         the same for ``server_s``
+device_flops,          work on the device (LC: the whole model; RC: 0) …
+device_layers,
+device_params
+device_max_params      … and the most parameters the device profile holds (NaN = no limit)
+server_flops,          work on the server (LC: 0; RC: the whole model)
+server_layers
+device_s, server_s     compute time per frame on each side
+latency_p50_s          median frame latency (stratified estimate, :mod:`.stats`) …
+latency_p50_lo_s/hi_s  … with its 95 % bootstrap interval
+latency_p95_s, _lo_s,  95th percentile, the same way
+_hi_s
+latency_mean_s         mean of the delivered frames
+n_delivered            frames the percentiles are over
+frame_loss             UDP: exact probability that a frame loses a packet (TCP: 0)
+frame_loss_sim,        the simulated fraction with its 95 % Wilson interval
+_lo, _hi
+p_clean                probability that no packet of a frame is lost (the stratum weight)
+retransmissions,       TCP events over the run (retransmitted packets, timeouts, tail loss
+rto_count, tlp_count   probes)
+fps_max                1 / max(device_s, serialisation of one frame, server_s)
+analytic_s             zero-loss closed form (:func:`.netsim.analytic_latency`)
+top1, val_top1         test and validation top-1 of the candidate (LC, RC: fine-tuned model)
+delivered_top1,        the same × (1 − frame_loss): accuracy over all frames sent, a lost
+delivered_val_top1     frame counting as wrong (= top1 over TCP)
+n_frames, fps, seed    simulation settings (fps NaN = closed loop)
+=====================  =================================================================
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,98 +68,207 @@ import pandas as pd
 
 from isplit.config import LatencySettings, settings
 from isplit.io.files import write_table
-from isplit.latency import compute, netsim, profiles
+from isplit.latency import compute, devices, netsim, profiles, stats
+from isplit.latency import loss as lossmod
 
 COLUMNS = [
-    "layer",
-    "label",
-    "layer_index",
-    "profile",
-    "protocol",
-    "loss",
-    "bandwidth_bps",
-    "delay_s",
-    "mtu",
-    "bytes",
-    "packets",
-    "wire_bytes",
-    "device_s",
-    "server_s",
-    "latency_p50_s",
-    "latency_p95_s",
-    "latency_mean_s",
-    "frame_loss",
-    "fps_max",
-    "analytic_s",
-    "top1",
-    "n_frames",
-    "fps",
-    "seed",
-]
+    "layer", "label", "layer_index", "profile", "protocol", "loss", "loss_model", "simulator",
+    "tcp", "bandwidth_bps", "delay_s", "mtu", "bytes", "packets", "wire_bytes",
+    "device_profile", "server_profile", "device_flops", "device_layers", "device_params",
+    "device_max_params", "server_flops", "server_layers", "device_s", "server_s",
+    "latency_p50_s", "latency_p50_lo_s", "latency_p50_hi_s", "latency_p95_s", "latency_p95_lo_s",
+    "latency_p95_hi_s", "latency_mean_s", "n_delivered", "frame_loss", "frame_loss_sim",
+    "frame_loss_sim_lo", "frame_loss_sim_hi", "p_clean", "retransmissions", "rto_count",
+    "tlp_count", "fps_max", "analytic_s", "top1", "val_top1", "delivered_top1",
+    "delivered_val_top1", "n_frames", "fps", "seed",
+]  # fmt: skip
 
 
-def _finetune_top1(path) -> float:
-    if path is None:
-        return float("nan")
-    return float(json.loads(Path(path).read_text())["test"]["top1"])
+ACCURACY = ("test", "test_lo", "test_hi", "val", "val_lo", "val_hi")
+WORK = ("device_flops", "device_layers", "device_params", "server_flops", "server_layers")
 
 
-def endpoints(splits: pd.DataFrame, input_size: int, lc_rc_top1: float) -> pd.DataFrame:
-    """The split rows plus LC and RC, with the columns the simulation needs."""
+def _col(s: pd.DataFrame, name: str, fallback: str | None = None) -> pd.Series:
+    if name in s:
+        return s[name].astype(float)
+    if fallback is not None and fallback in s:
+        return s[fallback].astype(float)
+    return pd.Series(np.nan, index=s.index)
+
+
+def _end_accuracy(finetune: Mapping | None, metric: str) -> dict:
+    out = dict.fromkeys(ACCURACY, np.nan)
+    if finetune is None:
+        return out
+    for split, key in (("test", "test"), ("val", "val")):
+        m = finetune.get(split, {})
+        if metric not in m:
+            continue
+        v = float(m[metric])
+        lo, hi = (m.get(f"{metric}_lo"), m.get(f"{metric}_hi"))
+        if lo is None and m.get("n"):
+            lo, hi = stats.wilson(round(v * m["n"]), int(m["n"]))
+        out[key] = v
+        out[f"{key}_lo"] = v if lo is None else float(lo)
+        out[f"{key}_hi"] = v if hi is None else float(hi)
+    return out
+
+
+def endpoints(
+    splits: pd.DataFrame,
+    finetune: Mapping | None,
+    *,
+    input_size: int | None = None,
+    metric: str = "top1",
+) -> pd.DataFrame:
+    """The candidates, one row each: the splits in probe order between LC (first) and RC
+    (last), with ``bytes``, the work of :data:`WORK` and the accuracies of :data:`ACCURACY`.
+
+    A candidate is just (name, bytes per frame, device FLOPs / weight layers / parameters,
+    server FLOPs / weight layers, accuracies); nothing downstream treats LC and RC specially,
+    so another sending option (a camera's raw frame, a JPEG at some quality) is one more row.
+    The whole model is any split's head + tail (the bottleneck is not part of it); RC sends the
+    raw uint8 frame at the model's input size (:func:`.compute.rc_bytes`; −1 without
+    ``input_size``).
+
+    Accuracies, for one ``metric`` (``top1`` or ``balanced_accuracy``): ``test`` and ``val``
+    (choices are made on validation, test is reported beside it) with 95 % intervals
+    ``*_lo``/``*_hi`` — splits: the columns ``<metric>[_lo|_hi]`` and ``val_<metric>[_lo|_hi]``
+    of ``splits.parquet``, the point value where the intervals are absent; LC/RC: the
+    fine-tuned model's ``metrics.json``, with a Wilson interval over its ``n`` images when it
+    has none. Per-class test recalls as ``acc:<class>``.
+    """
     s = splits.sort_values("layer_index") if "layer_index" in splits else splits
+    s = s.reset_index(drop=True)
     rows = pd.DataFrame(
         {
             "layer": s["layer"].astype(str),
             "label": s["label"].astype(str) if "label" in s else s["layer"].astype(str),
             "layer_index": s["layer_index"].astype(int) if "layer_index" in s else range(len(s)),
             "bytes": s["bytes"].astype(int),
-            "top1": s["top1"].astype(float),
+            "device_flops": (s["head_flops"] + s["encoder_flops"]).astype(float),
+            "device_layers": _col(s, "head_layers") + _col(s, "encoder_layers"),
+            "device_params": (s["head_params"] + s["encoder_params"]).astype(float),
+            "server_flops": (s["decoder_flops"] + s["tail_flops"]).astype(float),
+            "server_layers": _col(s, "decoder_layers") + _col(s, "tail_layers"),
+            "test": _col(s, metric),
+            "val": _col(s, f"val_{metric}"),
         }
     )
+    for split in ("test", "val"):
+        prefix = "" if split == "test" else "val_"
+        rows[f"{split}_lo"] = _col(s, f"{prefix}{metric}_lo", f"{prefix}{metric}")
+        rows[f"{split}_hi"] = _col(s, f"{prefix}{metric}_hi", f"{prefix}{metric}")
+    for c in [c for c in s.columns if c.startswith("acc:")]:
+        rows[c] = s[c].astype(float)
+    whole = {
+        "flops": float(s["head_flops"].iloc[0] + s["tail_flops"].iloc[0]) if len(s) else np.nan,
+        "layers": float(_col(s, "head_layers").iloc[0] + _col(s, "tail_layers").iloc[0])
+        if len(s)
+        else np.nan,
+        "params": float(s["head_params"].iloc[0] + s["tail_params"].iloc[0]) if len(s) else np.nan,
+    }
+    acc = _end_accuracy(finetune, metric)
+    per_class = (finetune or {}).get("test", {}).get("per_class", {})
     n = int(rows["layer_index"].max()) + 1 if len(rows) else 0
-    ends = pd.DataFrame(
-        {
-            "layer": [compute.LC, compute.RC],
-            "label": [compute.LC, compute.RC],
-            "layer_index": [-1, n],
-            "bytes": [compute.LC_RESULT_BYTES, compute.rc_bytes(input_size)],
-            "top1": [lc_rc_top1, lc_rc_top1],
-        }
-    )
-    return pd.concat([ends.iloc[[0]], rows, ends.iloc[[1]]], ignore_index=True)
+    ends = []
+    for name, index, nbytes, on_device in (
+        (compute.LC, -1, compute.LC_RESULT_BYTES, True),
+        (compute.RC, n, compute.rc_bytes(input_size) if input_size else -1, False),
+    ):
+        dev = dict(zip(("flops", "layers", "params"), (whole[k] for k in whole), strict=True))
+        zero = {k: 0.0 for k in dev}
+        d, srv = (dev, zero) if on_device else (zero, dev)
+        ends.append(
+            {
+                "layer": name,
+                "label": name,
+                "layer_index": index,
+                "bytes": nbytes,
+                "device_flops": d["flops"],
+                "device_layers": d["layers"],
+                "device_params": d["params"],
+                "server_flops": srv["flops"],
+                "server_layers": srv["layers"],
+                **acc,
+                **{c: float(per_class.get(c[4:], np.nan)) for c in rows if c.startswith("acc:")},
+            }
+        )
+    out = pd.concat([pd.DataFrame(ends[:1]), rows, pd.DataFrame(ends[1:])], ignore_index=True)
+    return out.astype({"layer_index": int, "bytes": int})
+
+
+def side_times(
+    cands: pd.DataFrame, spec, side: str, compute_path, stat: str
+) -> tuple[dict, str, float]:
+    """Seconds per frame on ``side`` for every candidate, the name of what produced them, and
+    the device's parameter limit (NaN = none)."""
+    prof = devices.resolve(spec, side)
+    if prof is not None:
+        work = cands[[f"{side}_flops", f"{side}_layers"]].astype(float)
+        if work.isna().any().any():
+            raise ValueError(
+                f"latency.{side}: profile {prof.name!r} needs the {side} FLOPs and weight layers "
+                "of every candidate (splits.parquet has no *_layers columns: rerun gather)"
+            )
+        t = prof.seconds(work.iloc[:, 0], work.iloc[:, 1])
+        limit = np.nan if prof.max_params is None else float(prof.max_params)
+        return dict(zip(cands["layer"], map(float, t), strict=True)), prof.name, limit
+    if compute_path is None:
+        raise ValueError(f"latency.{side} = {dict(spec)} times this machine: needs --compute")
+    local = pd.read_parquet(compute_path)
+    names = [x for x in cands["layer"] if x not in (compute.LC, compute.RC)]
+    t = compute.side_times(local, spec, side=side, layers=names, stat=stat)
+    scale = float(spec.get("scale", 1.0))
+    name = f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
+    return t, name, np.nan
+
+
+def _simulator(name: str, profile: str):
+    """The simulate function of ``latency.simulator``, bound to the profile's medium for ns-3
+    (an 802.11 MAC for the Wi-Fi profiles, a point-to-point link for the others)."""
+    if name == "ns3":
+        from isplit.latency import ns3sim
+
+        return functools.partial(ns3sim.simulate, medium=ns3sim.medium_of(profile))
+    return netsim.simulate
 
 
 def run_simulation(
     *,
     splits_path: str | Path,
-    compute_path: str | Path,
+    compute_path: str | Path | None,
     finetune_metrics_path: str | Path | None,
     input_size: int,
     cfg: LatencySettings | Mapping | None,
     out_path: str | Path,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Simulate every split (and LC/RC) over every selected profile × protocol × loss level.
+    """Simulate every candidate over every selected profile × protocol × loss level.
 
-    Every simulation uses the same ``seed`` (common random numbers): splits are compared under
-    the same draws, and with UDP a packet lost at one loss level is lost at every higher one.
-    Same inputs and config → identical ``latency.parquet`` (written atomically).
+    Every simulation uses the same ``seed`` (common random numbers): candidates are compared
+    under the same draws. ``compute_path`` (the local timing table) is needed only when a side
+    is ``scale``/``table``. Same inputs and config → identical ``latency.parquet`` (written
+    atomically).
     """
     st = settings("latency", cfg)
     splits = pd.read_parquet(splits_path)
-    local = pd.read_parquet(compute_path)
-    table = endpoints(splits, int(input_size), _finetune_top1(finetune_metrics_path))
-    layers = [x for x in table["layer"] if x not in (compute.LC, compute.RC)]
-    dev = compute.side_times(local, st.device, side="device", layers=layers, stat=st.compute_stat)
-    srv = compute.side_times(local, st.server, side="server", layers=layers, stat=st.compute_stat)
+    finetune = None
+    if finetune_metrics_path is not None:
+        finetune = json.loads(Path(finetune_metrics_path).read_text())
+    cands = endpoints(splits, finetune, input_size=int(input_size), metric="top1")
+    dev, dev_name, dev_limit = side_times(cands, st.device, "device", compute_path, st.compute_stat)
+    srv, srv_name, _ = side_times(cands, st.server, "server", compute_path, st.compute_stat)
     fps = st.fps
     rows = []
     for prof in profiles.resolve(st.profiles, st.losses):
+        simulate = _simulator(st.simulator, prof.name)
         for loss in prof.losses:
             link = prof.link(loss)
+            model = lossmod.from_config(loss, st.loss_model)
             for protocol in st.protocols:
-                for r in table.itertuples(index=False):
-                    res = netsim.simulate(
+                for r in cands.itertuples(index=False):
+                    res = simulate(
                         int(r.bytes),
                         link,
                         protocol,
@@ -152,7 +281,17 @@ def run_simulation(
                         rto_s=st.rto_s,
                         dupacks=st.dupacks,
                         window=st.window,
+                        tcp=st.tcp,
+                        initial_window=st.initial_window,
+                        slow_start_after_idle=st.slow_start_after_idle,
+                        delayed_ack=st.delayed_ack,
+                        loss_model=st.loss_model,
+                        n_boot=st.n_boot,
                     )
+                    pct = res.percentiles
+                    n_sim = len(res.lost)
+                    sim_lo, sim_hi = stats.wilson(int(res.lost.sum()), n_sim)
+                    kept = 1.0 - res.frame_loss
                     rows.append(
                         {
                             "layer": r.layer,
@@ -161,20 +300,41 @@ def run_simulation(
                             "profile": prof.name,
                             "protocol": protocol,
                             "loss": float(loss),
+                            "loss_model": model.describe(),
+                            "simulator": st.simulator,
+                            "tcp": st.tcp if protocol == "tcp" else "",
                             "bandwidth_bps": float(prof.bandwidth_bps),
                             "delay_s": float(prof.delay_s),
                             "mtu": int(prof.mtu),
                             "bytes": int(r.bytes),
                             "packets": res.packets_per_frame,
                             "wire_bytes": res.wire_bytes_per_frame,
+                            "device_profile": dev_name,
+                            "server_profile": srv_name,
+                            "device_flops": float(r.device_flops),
+                            "device_layers": float(r.device_layers),
+                            "device_params": float(r.device_params),
+                            "device_max_params": dev_limit,
+                            "server_flops": float(r.server_flops),
+                            "server_layers": float(r.server_layers),
                             "device_s": dev[r.layer],
                             "server_s": srv[r.layer],
-                            "latency_p50_s": res.p50,
-                            "latency_p95_s": res.p95,
-                            "latency_mean_s": (
-                                float(res.latency_s.mean()) if res.latency_s.size else np.nan
-                            ),
+                            "latency_p50_s": pct.p50,
+                            "latency_p50_lo_s": pct.p50_lo,
+                            "latency_p50_hi_s": pct.p50_hi,
+                            "latency_p95_s": pct.p95,
+                            "latency_p95_lo_s": pct.p95_lo,
+                            "latency_p95_hi_s": pct.p95_hi,
+                            "latency_mean_s": pct.mean,
+                            "n_delivered": pct.n,
                             "frame_loss": res.frame_loss,
+                            "frame_loss_sim": res.frame_loss_sim,
+                            "frame_loss_sim_lo": sim_lo,
+                            "frame_loss_sim_hi": sim_hi,
+                            "p_clean": res.p_clean,
+                            "retransmissions": int(res.counts.get("retransmissions", 0)),
+                            "rto_count": int(res.counts.get("rto", 0)),
+                            "tlp_count": int(res.counts.get("tlp", 0)),
                             "fps_max": res.fps_max,
                             "analytic_s": netsim.analytic_latency(
                                 int(r.bytes),
@@ -184,7 +344,10 @@ def run_simulation(
                                 server_s=srv[r.layer],
                                 payload=st.payload,
                             ),
-                            "top1": float(r.top1),
+                            "top1": float(r.test),
+                            "val_top1": float(r.val),
+                            "delivered_top1": float(r.test) * kept,
+                            "delivered_val_top1": float(r.val) * kept,
                             "n_frames": st.n_frames,
                             "fps": float(fps) if fps else np.nan,
                             "seed": int(seed),
@@ -195,4 +358,4 @@ def run_simulation(
     return df
 
 
-__all__ = ["COLUMNS", "endpoints", "run_simulation"]
+__all__ = ["ACCURACY", "COLUMNS", "WORK", "endpoints", "run_simulation", "side_times"]

@@ -20,6 +20,13 @@ integers with a per-image float32 scale and offset (:func:`code_bytes`).
   transposed conv maps m to 2m − 1 + output_padding), so shapes match by construction. Its code
   size depends on the layer's shape (1/64 of the activation at 16×16, 1/4 at 1×1), which is
   what ``budget`` removes.
+* ``budget``: the same bytes at every split (``code_bytes``), so that accuracy differences
+  between splits come from the layer, not from the size of the code. A 1×1 convolution to ``k``
+  channels and adaptive average pooling to ``s×s``, sent as 8-bit integers; the decoder
+  upsamples back and maps to the layer's channels. ``k·s² ≤ code_bytes − 8`` (the 8 bytes are
+  the scale and offset): the spatial size is kept as large as the activation allows with at
+  least ``min(C, 8)`` channels, then the channels fill the rest of the budget (never more than
+  ``C``: a layer smaller than the budget is sent whole, at 8 bits).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from isplit.nets import models
 
 FLOAT_BYTES = 4
 QUANT_HEADER_BYTES = 8  # per image: float32 scale and float32 offset of a quantised code
-BOTTLENECKS = ("none", "ae")
+BOTTLENECKS = ("none", "ae", "budget")
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
@@ -171,6 +178,43 @@ class AEBottleneck(Bottleneck):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
+def budget_code_shape(shape: Sequence[int], code_bytes: int) -> tuple[int, int, int]:
+    """(k, sh, sw) of the ``budget`` code for an activation of ``shape``: see the module
+    docstring."""
+    c, h, w = (int(x) for x in shape)
+    values = int(code_bytes) - QUANT_HEADER_BYTES
+    k_min = min(c, 8)
+    if values < k_min:
+        raise ValueError(f"code_bytes {code_bytes} leaves room for fewer than {k_min} values")
+    s = max(1, math.isqrt(values // k_min))
+    sh, sw = min(h, s), min(w, s)
+    k = min(c, values // (sh * sw))
+    return k, sh, sw
+
+
+class BudgetBottleneck(Bottleneck):
+    """The same number of bytes at every split (8-bit code of ``budget_code_shape``)."""
+
+    def __init__(self, shape: Sequence[int], code_bytes: int = 1024):
+        super().__init__(8)
+        if len(shape) != 3:
+            raise ValueError(f"the budget bottleneck needs a (C, H, W) activation, got {shape}")
+        c, h, w = (int(s) for s in shape)
+        k, sh, sw = budget_code_shape(shape, code_bytes)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, k, 1), nn.BatchNorm2d(k), nn.AdaptiveAvgPool2d((sh, sw))
+        )
+        self.decoder = nn.Sequential(
+            nn.Upsample(size=(h, w), mode="bilinear", align_corners=False),
+            nn.Conv2d(k, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 1),
+        )
+        self.input_shape = (c, h, w)
+        self.code_shape = (k, sh, sw)
+
+
 def make_bottleneck(kind: str, shape: Sequence[int], spec: Mapping) -> Bottleneck:
     """The bottleneck ``kind`` for an activation of ``shape``; ``spec`` holds its settings
     (:meth:`isplit.config.RetrainSettings.bottleneck_spec`)."""
@@ -181,6 +225,10 @@ def make_bottleneck(kind: str, shape: Sequence[int], spec: Mapping) -> Bottlenec
         return AEBottleneck(
             shape, ratio=float(spec["ratio"]), stages=int(spec["stages"]), quant_bits=bits
         )
+    if kind == "budget":
+        if bits not in (None, 8):
+            raise ValueError(f"the budget bottleneck sends 8-bit codes; quant_bits is {bits}")
+        return BudgetBottleneck(shape, int(spec["code_bytes"]))
     raise ValueError(f"bottleneck {kind!r} is not one of {BOTTLENECKS}")
 
 

@@ -12,7 +12,7 @@ import torch
 from isplit import __version__
 from isplit.config import FinetuneSettings, InputSettings, settings
 from isplit.data.loader import read_classes, split_sets
-from isplit.io.files import replacing, write_json
+from isplit.io.files import replacing, write_json, write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
 from isplit.train.loop import file_identity, fit, run_fingerprint, score
@@ -89,7 +89,10 @@ def run(
     }
     # the training images are scored without augmentation
     scored = {"train": sets["train_plain"], "val": sets["val"], "test": sets["test"]}
-    metrics.update(score(model, scored, classes, batch_size=c.eval_batch_size, device=dev, log=log))
+    scores, predictions = score(
+        model, scored, classes, batch_size=c.eval_batch_size, device=dev, log=log
+    )
+    metrics.update(scores)
 
     meta = {
         "model": model_name,
@@ -102,6 +105,7 @@ def run(
     models.save_model(out_dir / "model.pt", model.cpu(), meta)
     with replacing(out_dir / "history.csv") as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
+    write_table(predictions, out_dir / "predictions.parquet")
     write_json(out_dir / "metrics.json", metrics)
     # the finished model supersedes the checkpoint (which also holds optimiser state: large)
     checkpoint.unlink(missing_ok=True)

@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from isplit.config import TrainSettings
+from isplit.evaluation.metrics import classification_metrics
 from isplit.io.files import replacing
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -95,6 +97,20 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainSettings, steps_per_epo
     raise ValueError(f"schedule {name!r} is not one of {SCHEDULES}")
 
 
+def cross_entropy(cfg: TrainSettings, train_set: Dataset, device) -> nn.CrossEntropyLoss:
+    """The training loss: label smoothing, and with ``class_weights: balanced`` each class
+    weighted by n / (K × its count), so a rare class weighs as much as a common one."""
+    weight = None
+    if cfg.class_weights == "balanced":
+        labels = np.asarray(getattr(train_set, "labels", None))
+        if labels.ndim != 1 or not len(labels):
+            raise ValueError("class_weights: balanced needs a dataset with labels")
+        counts = np.bincount(labels, minlength=int(labels.max()) + 1).astype(float)
+        w = np.where(counts > 0, len(labels) / (len(counts) * np.maximum(counts, 1)), 0.0)
+        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+
+
 def _save_atomic(obj: dict, path: Path) -> None:
     with replacing(path) as tmp:
         torch.save(obj, tmp)
@@ -128,7 +144,7 @@ def fit(
     checkpoint = Path(checkpoint)
     model.to(device)
     epochs, bs = cfg.epochs, cfg.batch_size
-    ce = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    ce = cross_entropy(cfg, train_set, device)
     if loss_fn is None:
 
         def loss_fn(m, x, y):
@@ -238,7 +254,8 @@ def evaluate(
     num_classes: int | None = None,
     loss: bool = False,
 ) -> dict:
-    """Top-1, per-class accuracy and confusion matrix (rows: true class, columns: predicted)."""
+    """Top-1, balanced accuracy, macro-F1, per-class recall and F1, the confusion matrix (rows:
+    true class, columns: predicted) and every image's prediction (``pred``, loader order)."""
     device = torch.device(device)
     model.eval().to(device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -252,16 +269,7 @@ def evaluate(
     p = torch.cat(preds).numpy() if preds else np.zeros(0, int)
     t = torch.cat(labels).numpy() if labels else np.zeros(0, int)
     k = num_classes or int(max(p.max(initial=-1), t.max(initial=-1)) + 1)
-    conf = np.zeros((k, k), dtype=np.int64)
-    np.add.at(conf, (t, p), 1)
-    per_class = conf.diagonal() / np.maximum(conf.sum(1), 1)
-    out = {
-        "n": int(len(t)),
-        "top1": float((p == t).mean()) if len(t) else float("nan"),
-        "per_class": [float(a) for a in per_class],
-        "confusion": conf.tolist(),
-        "pred": p,
-    }
+    out = {**classification_metrics(t, p, k), "pred": p, "label": t}
     if loss:
         out["loss"] = loss_sum / max(len(t), 1)
     return out
@@ -276,17 +284,36 @@ def score(
     device: torch.device | str = "cpu",
     log=sys.stderr,
     what: str = "",
-) -> dict:
-    """:func:`evaluate` on each named dataset, as the ``metrics.json`` entries of a stage:
-    ``{name: {n, top1, per_class: {class: accuracy}, confusion}}``."""
-    out = {}
+) -> tuple[dict, pd.DataFrame]:
+    """:func:`evaluate` on each named dataset: the ``metrics.json`` entries of a stage
+    (``{name: {n, top1, balanced_accuracy, macro_f1, per_class: {class: recall},
+    per_class_f1, confusion}}``) and the per-image predictions (``predictions.parquet``: one
+    row per image with ``split``, ``position`` in the dataset, ``sample_id``, ``label``,
+    ``pred``), from which every interval is bootstrapped."""
+    out, rows = {}, []
     for name, ds in sets.items():
         ev = evaluate(model, ds, batch_size=batch_size, device=device, num_classes=len(classes))
         out[name] = {
-            "n": ev["n"],
-            "top1": ev["top1"],
-            "per_class": dict(zip(classes, ev["per_class"], strict=True)),
-            "confusion": ev["confusion"],
+            k: dict(zip(classes, v, strict=True)) if k in ("per_class", "per_class_f1") else v
+            for k, v in ev.items()
+            if k not in ("pred", "label")
         }
-        print(f"{what}{name} top-1 {ev['top1']:.4f} (n={ev['n']})", file=log, flush=True)
-    return out
+        ids = ds.frame["sample_id"].astype(str).to_numpy() if hasattr(ds, "frame") else None
+        rows.append(
+            pd.DataFrame(
+                {
+                    "split": name,
+                    "position": np.arange(ev["n"], dtype=np.int64),
+                    "sample_id": ids if ids is not None else np.arange(ev["n"]).astype(str),
+                    "label": ev["label"].astype(np.int64),
+                    "pred": ev["pred"].astype(np.int64),
+                }
+            )
+        )
+        print(
+            f"{what}{name} top-1 {ev['top1']:.4f}, balanced {ev['balanced_accuracy']:.4f}, "
+            f"macro-F1 {ev['macro_f1']:.4f} (n={ev['n']})",
+            file=log,
+            flush=True,
+        )
+    return out, pd.concat(rows, ignore_index=True)

@@ -104,6 +104,19 @@ def test_retrain_parameter_reruns_retraining_only(tiny_run, tmp_path):
     assert not BEFORE_SPLITS & set(jobs), jobs
 
 
+def test_adding_a_seed_adds_its_jobs_and_reruns_no_other(tiny_run, tmp_path):
+    work, _ = tiny_run
+
+    def edit(cfg):
+        cfg["experiments"]["tiny"]["retrain"]["seeds"] = [0, 1, 2]
+
+    jobs, out = dry_run(work, tiny_config(tmp_path, edit))
+    seeds = {wc["seed"] for rule, wc, _ in planned(out) if rule == "retrain_split"}
+    assert seeds == {"2"}, out
+    assert jobs.get("retrain_split") == len(candidate_layers(work))
+    assert jobs.get("gather_splits") == 1 and "export_split" not in jobs
+
+
 def test_importance_parameter_keeps_downloads_and_finetuning(tiny_run, tmp_path):
     work, _ = tiny_run
 
@@ -253,11 +266,23 @@ def test_concurrent_fetches_share_dest(tiny_run, tmp_path):
     assert sorted(p.name for p in wdest.parent.iterdir()) == ["weights.pth", "weights.pth.sha256"]
 
 
+def _stored_zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, member in members.items():
+            zf.writestr(name, member)
+    return buf.getvalue()
+
+
 def test_concurrent_http_downloads_to_one_dest(tmp_path):
     """Four `download-dataset` processes fetch one URL to one file at once: all succeed, the
     file is intact and its checksum record true (never the hash of a mixed-up file). A race,
     so three rounds of a download long enough to overlap."""
-    data = bytes(range(256)) * (48 << 12)  # 48 MiB
+    # a real zip (a download named .zip must open as one): one 48 MiB stored member
+    data = _stored_zip({"blob.bin": bytes(range(256)) * (48 << 12)})
     digest = hashlib.sha256(data).hexdigest()
     with FileServer() as srv:
         url = srv.add("/archive.zip", data)

@@ -49,14 +49,25 @@ def test_bad_model_and_weights_fail_the_dry_run(tmp_path):
     assert r.returncode != 0 and "experiments.e.weights" in r.stdout + r.stderr
 
 
-def test_another_isplit_on_the_path_is_refused_at_parse_time(tmp_path):
+def test_a_job_without_this_checkout_installed_stops_saying_so(tiny_run, tmp_path):
+    """A job whose interpreters all import another `isplit` (here a stray copy on PYTHONPATH
+    shadows the checkout) stops at once with one line saying what to do, instead of running
+    the wrong code."""
+    import shutil
+
     fake = tmp_path / "elsewhere" / "isplit"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("__version__ = '0.0.0'\n")
-    r = snakemake("-n", check=False, env={"PYTHONPATH": str(fake.parent)})
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run[0], work, symlinks=True)
+    r = snakemake(
+        "--cores", "1", "--configfile", str(ROOT / "config/tiny.yaml"), "--directory", str(work),
+        "--forcerun", "cui", "results/tiny/cui/curve.parquet",
+        check=False, env={"PYTHONPATH": str(fake.parent)},
+    )  # fmt: skip
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert f"imports isplit from {fake}, not from this checkout" in out, out
+    assert "isplit: no python on PATH has this checkout" in out and "make venv" in out, out
 
 
 def test_jobs_find_the_interpreter_without_the_venv_on_path(tiny_run, tmp_path):

@@ -555,3 +555,217 @@ def test_duplicate_zip_member_is_skipped(tmp_path):
     report = prepare(cfg, archive, tmp_path / "out")
     assert report["n_images"] == 2 and report["n_skipped"] == 1
     assert "duplicate" in report["skipped"][0]["reason"]
+
+
+# --------------------------------------------------------------------------- hostile archives
+
+BOMB_BLOCK = 16 << 20
+MEMORY_BOUND_MB = 250  # peak RSS of preparing a bomb; the interpreter and imports take ~100
+
+
+def bomb_tar_gz(path: Path, size: int, before: dict[str, bytes] | None = None) -> Path:
+    """A notMNIST-like .tar.gz whose member ``notMNIST_small/A/bomb.png`` is ``size`` zero
+    bytes, after the ``before`` members; about 1 KB per 1 MB of zeros. Made in no time as one
+    gzip member per block of zeros (concatenated gzip members are one valid stream)."""
+    assert size % BOMB_BLOCK == 0
+
+    def header(name: str, n: int) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size = n
+        return info.tobuf(format=tarfile.GNU_FORMAT)
+
+    members = (before or {}).items()
+    head = b"".join(header(n, len(d)) + d + bytes(-len(d) % 512) for n, d in members)
+    zeros = gzip.compress(bytes(BOMB_BLOCK))
+    with open(path, "wb") as f:
+        f.write(gzip.compress(head + header("notMNIST_small/A/bomb.png", size)))
+        for _ in range(size // BOMB_BLOCK):
+            f.write(zeros)
+        f.write(gzip.compress(bytes(1024)))  # the end-of-archive blocks
+    return path
+
+
+def few_letters() -> dict[str, bytes]:
+    return {
+        f"notMNIST_small/{letter}/img{i}.png": image_bytes(10 * li + i)
+        for li, letter in enumerate("ABC")
+        for i in range(4)
+    }
+
+
+PREPARE_MEASURED = """
+import json, sys
+from pathlib import Path
+from isplit.data import sources
+from isplit.data.archives import archive_limits
+from isplit.data.build import Builder, staging
+from isplit.data import notmnist
+from isplit.config import settings
+
+archive, out, limits = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+result = {}
+try:
+    if limits is None:  # the entry point the workflow runs
+        result["report"] = sources.prepare({"source": "notmnist"}, archive, out)
+    else:
+        ds = settings("dataset", {"source": "notmnist"})
+        with staging(out) as stage:
+            b = Builder(stage, cfg=ds, source="notmnist", archive=archive,
+                        limits=archive_limits(limits))
+            notmnist.prepare(ds, archive, b)
+            result["report"] = b.finish()
+except Exception as e:
+    result["error"] = f"{type(e).__name__}: {e}"
+# VmHWM, the peak of this process's own memory: ru_maxrss would also count the parent's
+# (the test runner's) at the fork that started this interpreter
+status = Path("/proc/self/status").read_text()
+result["peak_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+print(json.dumps(result, default=str))
+"""
+
+
+def prepare_measured(archive: Path, out: Path, limits=None) -> dict:
+    """Prepare in a fresh interpreter; its result and its peak resident memory (MB)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", PREPARE_MEASURED, str(archive), str(out), json.dumps(limits)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_tar_bomb_is_refused_in_bounded_memory(tmp_path):
+    """Issue 12, item 6: 1 MB of tar.gz holding a 1 GiB member (it took 3 GB of RAM when
+    members were read whole) is refused at its header, before a byte of it is unpacked."""
+    archive = bomb_tar_gz(tmp_path / "bomb.tar.gz", 1 << 30, few_letters())
+    assert archive.stat().st_size < 2_000_000
+    out = tmp_path / "datasets" / "nm"
+    result = prepare_measured(archive, out)
+    assert "ArchiveLimitError" in result["error"] and "downloads.max_member_mb" in result["error"]
+    assert result["peak_mb"] < MEMORY_BOUND_MB, result
+    assert list((tmp_path / "datasets").iterdir()) == []  # no dataset, no staging folder
+
+
+def test_large_member_is_streamed_to_disk_not_memory(tmp_path):
+    """With limits raised above it, a 256 MiB member is copied to disk in chunks (peak memory
+    stays far below its size), then skipped as an image that does not decode."""
+    archive = bomb_tar_gz(tmp_path / "big.tar.gz", 256 << 20, few_letters())
+    out = tmp_path / "datasets" / "nm"
+    result = prepare_measured(archive, out, {"max_member_mb": 1000, "max_ratio": 1e6})
+    assert "error" not in result, result
+    report = result["report"]
+    assert report["n_images"] == 12 and report["n_skipped"] == 1
+    assert report["skipped"][0]["file"] == "notMNIST_small/A/bomb.png"
+    assert result["peak_mb"] < MEMORY_BOUND_MB, result
+    assert not (out / "images/A/bomb.png").exists()
+
+
+def test_compression_ratio_and_total_size_guards(tmp_path):
+    from isplit.data.archives import ArchiveLimitError, archive_limits, iter_tar_files, open_zip
+
+    # a 32 MiB member of zeros: under the member limit, but a ratio of ~1000
+    tar = bomb_tar_gz(tmp_path / "r.tar.gz", 2 * BOMB_BLOCK, few_letters())
+    with pytest.raises(ArchiveLimitError, match="downloads.max_ratio"):
+        prepare({"source": "notmnist"}, tar, tmp_path / "out")
+    zipped = tmp_path / "r.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("chest_xray/train/NORMAL/zeros.jpeg", bytes(2 * BOMB_BLOCK))
+    with pytest.raises(ArchiveLimitError, match="downloads.max_ratio"):
+        prepare({"source": "chest-xray-pneumonia"}, zipped, tmp_path / "out")
+    # the total: three 4 MB members against a 10 MB limit, in a zip and in a tar stream
+    small = archive_limits({"max_unpacked_mb": 10})
+    members = {f"notMNIST_small/A/{i}.png": os.urandom(4_000_000) for i in range(3)}
+    (tmp_path / "t.zip").write_bytes(zip_bytes(members))
+    with pytest.raises(ArchiveLimitError, match="downloads.max_unpacked_mb"):
+        with open_zip(tmp_path / "t.zip", small):
+            pass
+    (tmp_path / "t.tar.gz").write_bytes(tar_gz(members))
+    with pytest.raises(ArchiveLimitError, match="downloads.max_unpacked_mb"):
+        for _, stream in iter_tar_files(tmp_path / "t.tar.gz", small):
+            stream.read()
+    assert not (tmp_path / "out").exists()
+
+
+def test_image_decompression_bomb_is_skipped_and_counted(tmp_path, monkeypatch):
+    """Pillow only warns between MAX_IMAGE_PIXELS and twice that; the image is skipped (not
+    decoded) and counted, not silently kept. The limit is lowered so the test image is small."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    members = few_letters()
+    members["notMNIST_small/A/wide.png"] = image_bytes(7, size=(150, 100))  # 1.5 x the limit
+    members["notMNIST_small/B/huge.png"] = image_bytes(8, size=(300, 100))  # 3 x: Pillow raises
+    archive = tmp_path / "n.tar.gz"
+    archive.write_bytes(tar_gz(members))
+    report = prepare({"source": "notmnist"}, archive, tmp_path / "out")
+    assert report["n_images"] == 12 and report["n_skipped"] == 2
+    reasons = {s["file"]: s["reason"] for s in report["skipped"]}
+    assert all(
+        "decompression bomb" in reasons[f"notMNIST_small/{k}"] for k in ("A/wide.png", "B/huge.png")
+    )
+
+
+# --------------------------------------------------------------------------- killed preparations
+
+SLOW_PREPARE = """
+import sys, time
+from pathlib import Path
+import isplit.data.build as build
+
+def stuck(source):  # the first image check never returns: the process is inside its stage
+    print("staging", flush=True)
+    time.sleep(120)
+
+build.check_image = stuck
+from isplit.data.sources import prepare
+prepare({"source": "notmnist"}, Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def stuck_prepare(archive: Path, out: Path):
+    """A real ``prepare`` in another process, stopped inside its staging folder."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREPARE, str(archive), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "staging"
+    return proc
+
+
+def staging_folders(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
+def test_killed_prepare_leaves_no_staging_folder_behind(tmp_path):
+    """Issue 12, item 7: a prepare killed with SIGKILL leaves its staging folder; the next
+    prepare of the same dataset removes it (its owner is gone)."""
+    import signal
+
+    archive = tmp_path / "n.tar.gz"
+    archive.write_bytes(notmnist_archive())
+    out = tmp_path / "datasets" / "nm"
+    proc = stuck_prepare(archive, out)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert len(staging_folders(out)) == 1  # what the killed process left
+    prepare({"source": "notmnist"}, archive, out)
+    assert staging_folders(out) == []
+    assert (out / "manifest.parquet").is_file()
+
+
+def test_staging_folder_of_a_live_prepare_is_kept(tmp_path):
+    archive = tmp_path / "n.tar.gz"
+    archive.write_bytes(notmnist_archive())
+    out = tmp_path / "datasets" / "nm"
+    proc = stuck_prepare(archive, out)
+    try:
+        live = staging_folders(out)
+        assert len(live) == 1
+        prepare({"source": "notmnist"}, archive, out)  # a second prepare, while it runs
+        assert staging_folders(out) == live
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -1,6 +1,8 @@
-"""Compute profiles, network profiles and the latency table (``isplit.latency``)."""
+"""Compute profiles (timed and named), network profiles and the latency table
+(``isplit.latency``)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,7 +10,7 @@ import pytest
 import torch
 
 from isplit.config import settings
-from isplit.latency import compute, netsim, profiles, profiling
+from isplit.latency import compute, devices, netsim, profiles, profiling
 from isplit.latency import simulate as latency
 from isplit.nets import models
 from isplit.nets.split import build_split, save_split
@@ -37,6 +39,11 @@ def synthetic_splits(n: int = 5) -> pd.DataFrame:
                 "encoder_flops": 500,
                 "decoder_flops": 500,
                 "tail_flops": 10_000 * (n - i),
+                "head_layers": 3 * (i + 1),
+                "encoder_layers": 2,
+                "decoder_layers": 2,
+                "tail_layers": 3 * (n - i),
+                "val_top1": top1 + 0.01,
                 **{f"acc:{c}": top1 + d for c, d in zip(CLASSES, (-0.1, 0.0, 0.1), strict=True)},
             }
         )
@@ -65,7 +72,12 @@ def experiment(tmp_path):
     synthetic_compute(list(splits["layer"])).to_parquet(tmp_path / "compute.parquet")
     per_class = {"a": 0.85, "b": 0.9, "c": 0.95}
     (tmp_path / "finetune.json").write_text(
-        json.dumps({"test": {"top1": 0.9, "per_class": per_class}})
+        json.dumps(
+            {
+                "test": {"top1": 0.9, "per_class": per_class, "n": 1000},
+                "val": {"top1": 0.92, "n": 1000},
+            }
+        )
     )
     return tmp_path
 
@@ -115,9 +127,6 @@ def test_side_times_scale_and_sum_the_right_parts():
     assert srv["l0"] == pytest.approx(0.5 * (2e-4 + 1e-5))
     assert dev["LC"] == pytest.approx(10 * 3e-4) and dev["RC"] == 0
     assert srv["RC"] == pytest.approx(0.5 * 3e-4) and srv["LC"] == 0
-    default = settings("latency", {}).device  # the schema's default device
-    dev = compute.side_times(local, default, side="device", layers=["l0"])
-    assert dev["l0"] == pytest.approx(default["scale"] * 1.1e-4)
 
 
 def test_side_times_import_a_device_table(tmp_path):
@@ -165,54 +174,107 @@ def test_profiles_resolve_defaults_overrides_and_custom():
 # --------------------------------------------------------------------------- latency table
 
 
-def test_run_simulation_table(experiment):
-    cfg = {"profiles": ["sei", "ieee802154"], "losses": [0.0, 0.02], "n_frames": 40}
-    out = experiment / "latency.parquet"
-    df = latency.run_simulation(
+def test_named_profiles_match_the_fit_to_their_published_latencies():
+    bench = pd.read_csv(Path(__file__).parents[2] / "scripts" / "device_benchmarks.csv")
+    assert set(bench["device"]) == set(devices.PROFILES)
+    for name, rows in bench.groupby("device"):
+        f = devices.fit(rows["flops"], rows["layers"], rows["latency_ms"] / 1e3)
+        p = devices.PROFILES[name]
+        assert p.gflops == pytest.approx(f.gflops, rel=0.01), name
+        assert p.layer_overhead_s == pytest.approx(f.layer_overhead_s, rel=0.01), name
+        assert f.median_abs_error < 0.25, name
+        assert p.source and p.source in devices.SOURCES.values()
+    # MobileNetV2 at 224 px (0.6 GFLOP, 53 weight layers) on the Pi: tens of ms, as published
+    # for the quantised model (26 ms); the fit is of float networks
+    assert 0.02 < devices.PROFILES["rpi4-cpu"].seconds(0.602e9, 53) < 0.05
+
+
+def test_devices_resolve_named_custom_and_timed():
+    assert devices.resolve(None, "device").name == devices.DEFAULT_DEVICE
+    assert devices.resolve(None, "server").name == devices.DEFAULT_SERVER
+    assert devices.resolve({"profile": "stm32h7-mcu"}, "device").max_params == 2e6
+    mine = devices.resolve({"gflops": 2, "layer_overhead_s": 1e-4, "name": "mine"}, "device")
+    assert mine.kind == "custom" and mine.seconds(2e9, 10) == pytest.approx(1.001)
+    assert devices.resolve({"scale": 20}, "device") is None
+    assert devices.resolve({"table": "x.csv"}, "server") is None
+    with pytest.raises(ValueError, match="not both"):
+        devices.resolve({"profile": "rpi4-cpu", "scale": 2}, "device")
+    with pytest.raises(ValueError, match="unknown compute profile"):
+        devices.resolve({"profile": "cray"}, "device")
+    assert "| xavier-gpu |" in devices.table_markdown()
+
+
+def _simulate(experiment, cfg, **kw):
+    return latency.run_simulation(
         splits_path=experiment / "splits.parquet",
-        compute_path=experiment / "compute.parquet",
+        compute_path=kw.pop("compute_path", None),
         finetune_metrics_path=experiment / "finetune.json",
         input_size=32,
         cfg=cfg,
-        out_path=out,
-        seed=0,
+        out_path=kw.pop("out_path", experiment / "latency.parquet"),
+        seed=kw.pop("seed", 0),
     )
+
+
+def test_run_simulation_table(experiment):
+    cfg = {"profiles": ["sei", "ieee802154"], "losses": [0.0, 0.02], "n_frames": 200}
+    df = _simulate(experiment, cfg)
     assert list(df.columns) == latency.COLUMNS
     assert len(df) == 7 * 2 * 2 * 2  # (5 splits + LC + RC) × profiles × losses × protocols
-    pd.testing.assert_frame_equal(df, pd.read_parquet(out))
+    pd.testing.assert_frame_equal(df, pd.read_parquet(experiment / "latency.parquet"))
+    assert set(df["device_profile"]) == {"rpi4-cpu"} and set(df["server_profile"]) == {"xavier-gpu"}
     rc = df[df["layer"] == "RC"]
     assert set(rc["bytes"]) == {3 * 32 * 32} and set(rc["device_s"]) == {0.0}
+    assert set(rc["device_params"]) == {0.0}
     lc = df[df["layer"] == "LC"]
     assert set(lc["bytes"]) == {compute.LC_RESULT_BYTES} and set(lc["server_s"]) == {0.0}
-    assert set(lc["top1"]) == {0.9}
-    zero = df[df["loss"] == 0]
-    np.testing.assert_allclose(zero["latency_p95_s"], zero["analytic_s"], rtol=1e-9)
-    assert (df.loc[df["protocol"] == "tcp", "frame_loss"] == 0).all()
-    lossy = df[(df["loss"] > 0) & (df["protocol"] == "udp")]
-    assert lossy["frame_loss"].max() > 0
+    assert set(lc["top1"]) == {0.9} and set(lc["val_top1"]) == {0.92}
+    # the whole model = head + tail of any split, charged by the named profiles
+    pi = devices.PROFILES["rpi4-cpu"]
+    assert lc["device_s"].iloc[0] == pytest.approx(pi.seconds(60_000, 18))
     row = df[(df["layer"] == "features.0") & (df["profile"] == "sei")].iloc[0]
-    assert row["device_s"] == pytest.approx(20 * (1e-4 + 1e-5))  # default device scale 20
+    assert row["device_s"] == pytest.approx(pi.seconds(10_500, 5))
+    assert row["server_s"] == pytest.approx(devices.PROFILES["xavier-gpu"].seconds(50_500, 17))
     assert row["packets"] == 4 and row["wire_bytes"] == 4000 + 4 * 62
     expect = netsim.fps_max(
         4000, netsim.Link(1e9, 1e-4), "tcp", device_s=row["device_s"], server_s=row["server_s"]
     )
     assert row["fps_max"] == pytest.approx(expect)
+    zero = df[df["loss"] == 0]
+    np.testing.assert_allclose(zero["latency_p50_s"], zero["analytic_s"], rtol=1e-9)
+    assert (df["latency_p95_lo_s"] <= df["latency_p95_s"]).all()
+    assert (df["latency_p95_s"] <= df["latency_p95_hi_s"]).all()
+    assert (df.loc[df["protocol"] == "tcp", "frame_loss"] == 0).all()
+    udp = df[(df["loss"] > 0) & (df["protocol"] == "udp")]
+    np.testing.assert_allclose(udp["frame_loss"], 1 - 0.98 ** udp["packets"], rtol=1e-12)
+    np.testing.assert_allclose(udp["delivered_top1"], udp["top1"] * (1 - udp["frame_loss"]))
+    assert (df["loss_model"] == "iid").all() and (df["simulator"] == "builtin").all()
+
+
+def test_run_simulation_with_timed_sides(experiment):
+    synthetic_compute(list(synthetic_splits()["layer"])).to_parquet(experiment / "compute.parquet")
+    cfg = {"profiles": ["sei"], "losses": [0.0], "n_frames": 20, "device": {"scale": 20}}
+    with pytest.raises(ValueError, match="needs --compute"):
+        _simulate(experiment, cfg)
+    df = _simulate(experiment, cfg, compute_path=experiment / "compute.parquet")
+    row = df[df["layer"] == "features.0"].iloc[0]
+    assert row["device_s"] == pytest.approx(20 * (1e-4 + 1e-5))
+    assert row["device_profile"] == "scale:20" and row["server_profile"] == "xavier-gpu"
 
 
 def test_run_simulation_is_deterministic(experiment):
-    kw = {
-        "splits_path": experiment / "splits.parquet",
-        "compute_path": experiment / "compute.parquet",
-        "finetune_metrics_path": experiment / "finetune.json",
-        "input_size": 32,
-        "cfg": {"profiles": ["wifi-n"], "losses": [0.05], "n_frames": 30, "fps": 30},
-        "seed": 4,
+    cfg = {
+        "profiles": ["wifi-n"],
+        "losses": [0.05],
+        "n_frames": 60,
+        "fps": 30,
+        "loss_model": {"kind": "gilbert-elliott", "burst_length": 3},
     }
-    a = latency.run_simulation(**kw, out_path=experiment / "a.parquet")
-    b = latency.run_simulation(**kw, out_path=experiment / "b.parquet")
+    a = _simulate(experiment, cfg, out_path=experiment / "a.parquet", seed=4)
+    b = _simulate(experiment, cfg, out_path=experiment / "b.parquet", seed=4)
     pd.testing.assert_frame_equal(a, b)
     assert (experiment / "a.parquet").read_bytes() == (experiment / "b.parquet").read_bytes()
-    assert set(a["fps"]) == {30.0}
+    assert set(a["fps"]) == {30.0} and a["loss_model"].str.startswith("gilbert-elliott").all()
 
 
 def test_settings_reject_unknown_keys():
@@ -220,4 +282,6 @@ def test_settings_reject_unknown_keys():
         settings("latency", {"n_frame": 3})
     with pytest.raises(ValueError, match="latency.protocols.0: 'sctp' is not one of"):
         settings("latency", {"protocols": ["sctp"]})
-    assert settings("latency", None).n_frames == 200
+    assert settings("latency", None).n_frames == 2000
+    with pytest.raises(ValueError, match="latency.device.profile"):
+        settings("latency", {"device": {"profile": "cray"}})

@@ -21,7 +21,13 @@ from isplit.figures import cui, latency, splits, style
 from isplit.importance.candidates import ALL_COLUMNS
 from isplit.io.tables import with_metadata, write_tsv
 
-SPLIT_FIGURES = ("accuracy_by_split", "cui_vs_accuracy", "accuracy_vs_bytes", "per_class_accuracy")
+SPLIT_FIGURES = (
+    "accuracy_by_split",
+    "cui_vs_accuracy",
+    "accuracy_vs_bytes",
+    "per_class_accuracy",
+    "predictors",
+)
 CUI_FIGURES = ("cui_curve", "cui_per_class")
 
 # MobileNetV2 at 224 px: (channels, side) of each features block's output
@@ -124,6 +130,7 @@ def make_inputs(
     sp = cand.iloc[ev][["layer", "layer_index", "label", "cui", "log10_cui", "reasons"]]
     sp = sp.reset_index(drop=True)
     sp["top1"] = top1[ev]
+    sp["top1_lo"], sp["top1_hi"] = top1[ev] - 0.03, top1[ev] + 0.02
     sp["val_top1"] = top1[ev] + 0.01
     sp["bytes"] = code[ev]
     sp["bytes_float32"] = 4 * code[ev]
@@ -137,36 +144,41 @@ def make_inputs(
     sp = pd.concat([sp, pd.DataFrame(per_class_cols)], axis=1)
     sp.to_parquet(root / "splits.parquet", index=False)
 
-    acc = sp["top1"].to_numpy()
-    bi = int(np.argmax(acc))
+    acc, val = sp["top1"].to_numpy(), sp["val_top1"].to_numpy()
+    bi = int(np.argmax(val))  # the measured best is chosen on validation
+
+    def summary(v, width=0.1):
+        return {"value": v, "ci": [v - width, v + width]} if v is not None else None
+
+    cui_rho = _corr(sp["log10_cui"].to_numpy(), acc)["spearman"]
+    size_rho = _corr(-np.log10(act[ev].astype(float)), acc)["spearman"]
     q = {
+        "metric": "top1",
         "n_points": len(ev),
-        "cui_vs_accuracy": _corr(sp["log10_cui"].to_numpy(), acc),
-        "cde_size_vs_accuracy": _corr(np.log10(act[ev].astype(float)), acc),
-        "measured_best": {"layer": layers[ev[bi]], "label": labels[ev[bi]], "top1": acc[bi]},
-        "predicted_best": None,
+        "measured_best": {"layer": layers[ev[bi]], "label": labels[ev[bi]], "val": val[bi],
+                          "test": summary(acc[bi], 0.02)},
+        "predictors": {
+            "cui_mean": {"spearman": summary(None if null_corr else cui_rho),
+                         "choice": layers[best] if best in evaluate else None},
+            "size": {"spearman": summary(None if null_corr else size_rho), "choice": None},
+            "random": {"spearman": {"value": 0.0, "ci": None}, "regret": summary(0.05, 0.02)},
+        },
+        "partial_spearman_cui_given_size_depth": summary(0.1),
+        "cui_adds_to_size": False,
         "per_class": [],
-    }
-    if null_corr:
-        for key in ("cui_vs_accuracy", "cde_size_vs_accuracy"):
-            q[key] = {k: None for k in q[key]} | {"n": len(ev)}
+    }  # fmt: skip
     if best in evaluate:
-        pa_ = float(top1[best])
-        q["predicted_best"] = {"layer": layers[best], "label": labels[best], "top1": pa_,
-                               "rank": int((acc > pa_).sum()) + 1, "of": len(ev),
-                               "accuracy_lost": float(acc[bi] - pa_)}  # fmt: skip
-    col = {int(i): j for j, i in enumerate(ev)}
+        regret = float(acc[bi] - top1[best])
+        q["predictors"]["cui_mean"]["regret"] = summary(regret, 0.02)
     for c in range(n_classes):
         own = int(class_best[c])
-        at_own = float(per_class[c, col[own]]) if own in col else None
-        at_glob = float(per_class[c, col[best]]) if best in col else None
         q["per_class"].append(
-            {"class": classes[c], "own_best_layer": layers[own], "top1_at_own_best": at_own,
-             "top1_at_global_best": at_glob,
-             "gain": None if at_own is None or at_glob is None else at_own - at_glob}
+            {"class": classes[c],
+             "predicted": {"own_best": layers[own], "global_best": layers[best],
+                           "gain": summary(0.01), "beyond_ci": c == 0}}
         )  # fmt: skip
     if finetuned is not None:
-        q["finetuned_top1"] = finetuned
+        q["finetuned"] = {"test": summary(finetuned, 0.01), "val": summary(finetuned, 0.01)}
     (root / "quality.json").write_text(json.dumps(q, indent=1))
     return {
         "splits_path": root / "splits.parquet",
@@ -409,7 +421,7 @@ def test_figures_import_no_torch(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert len(list((tmp_path / "out").glob("*.png"))) == 7
+    assert len(list((tmp_path / "out").glob("*.png"))) == 8
 
 
 def test_style_helpers():

@@ -23,6 +23,7 @@ def splits_table() -> pd.DataFrame:
                 "layer_index": i,
                 "label": layer.upper(),
                 "top1": top1,
+                "val_top1": top1,
                 "bytes": 1000,
                 "head_params": head,
                 "encoder_params": 100,
@@ -73,13 +74,20 @@ P95 = {"LC": 0.30, "l0": 0.05, "l1": 0.08, "l2": 0.12, "l3": 0.10, "RC": 0.50}
 def files(tmp_path):
     splits_table().to_parquet(tmp_path / "splits.parquet")
     (tmp_path / "finetune.json").write_text(
-        json.dumps({"test": {"top1": 0.9, "per_class": {"a": 0.7, "b": 0.9, "c": 0.95}}})
+        json.dumps(
+            {
+                "test": {"top1": 0.9, "per_class": {"a": 0.7, "b": 0.9, "c": 0.95}},
+                "val": {"top1": 0.9},
+            }
+        )
     )
 
-    def run(p95=P95, cfg=None, frame_loss=None, lat=None):
+    def run(p95=P95, cfg=None, frame_loss=None, lat=None, splits=None):
         (lat if lat is not None else latency_table(p95, frame_loss)).to_parquet(
             tmp_path / "latency.parquet"
         )
+        if splits is not None:
+            splits.to_parquet(tmp_path / "splits.parquet")
         return recommend.run(
             latency_path=tmp_path / "latency.parquet",
             splits_path=tmp_path / "splits.parquet",
@@ -197,3 +205,91 @@ def test_groups_markdown_and_figure(files, tmp_path):
 def test_unknown_qos_key(files):
     with pytest.raises(ValueError, match="qos: .*.max_latency. was unexpected"):
         files(cfg={"max_latency": 1})
+
+
+# --------------------------------------------------------------------------- issue 11
+
+
+def test_chosen_on_validation_with_interval_ties(files):
+    splits = splits_table()
+    # l3 is best on test but not on validation: the choice never looks at test
+    splits["top1"] = [0.70, 0.80, 0.85, 0.95]
+    splits["val_top1"] = [0.70, 0.83, 0.86, 0.84]
+    rec = files(cfg={"max_p95_s": 0.2}, splits=splits)
+    g = rec["groups"][0]
+    assert rec["selection"] == "validation" and rec["metric"] == "top1"
+    assert g["recommended"]["layer"] == "l2" and g["tied"] == ["l2"]
+    assert g["recommended"]["test_accuracy"] == pytest.approx(0.85)
+    assert rec["test_accuracy"]["l3"] == pytest.approx(0.95)
+    # with intervals, l1 and l3 overlap l2's: a tie, broken by the lower p95 (l1: 0.08 s)
+    splits["val_top1_lo"] = splits["val_top1"] - 0.03
+    splits["val_top1_hi"] = splits["val_top1"] + 0.03
+    g = files(cfg={"max_p95_s": 0.2}, splits=splits)["groups"][0]
+    assert g["tied"] == ["l1", "l2", "l3"] and g["recommended"]["layer"] == "l1"
+    assert g["recommended"]["accuracy_lo"] == pytest.approx(0.80)
+    # equal p95: fewer device FLOPs wins
+    g = files(p95={**P95, "l1": 0.10, "l3": 0.10}, cfg={"max_p95_s": 0.2}, splits=splits)
+    assert g["groups"][0]["recommended"]["layer"] == "l1"
+
+
+def test_udp_frame_loss_discounts_the_accuracy(files):
+    lat = latency_table(P95, {"l3": 0.5, "LC": 0.0}, protocol="udp")
+    g = files(lat=lat, cfg={"max_p95_s": 0.2, "min_accuracy": 0.8})["groups"][0]
+    # l3 delivers half its frames: 0.85 × 0.5 < 0.8, so l2 (0.85, no loss) is chosen
+    assert g["recommended"]["layer"] == "l2"
+    pts = {p["layer"]: p for p in g["pareto"]}
+    assert "l3" not in g["feasible"]
+    g = files(lat=lat, cfg={})["groups"][0]
+    point = next(p for p in g["pareto"] if p["layer"] == "l1")
+    assert point["accuracy"] == pytest.approx(0.8) and point["val_accuracy"] == pytest.approx(0.8)
+    assert pts  # the front is there either way
+
+
+def test_the_device_profile_memory_limit_applies(files):
+    lat = latency_table(P95).assign(device_max_params=[50_000.0] * 6)
+    lat["device_params"] = [50_000.0, 1_100, 5_100, 20_100, 40_100, 0.0]
+    lat.loc[lat["layer"] == "LC", "device_params"] = 60_000.0
+    g = files(lat=lat, cfg={})["groups"][0]
+    assert "LC" not in g["feasible"] and g["recommended"]["layer"] == "RC"
+    g = files(lat=lat, cfg={"max_p95_s": 0.35, "include_endpoints": True})["groups"][0]
+    assert g["recommended"]["layer"] == "l3"
+
+
+def test_recommendation_at_five_percent_loss_is_the_same_for_five_seeds(tmp_path):
+    """Issue 11: at 5 % loss the answer must not depend on the simulation seed. One-packet
+    splits sit on the p95 knife edge there (P(frame needs a retransmission) = p = 5 %)."""
+    from isplit.latency import simulate
+
+    splits = splits_table()
+    splits["bytes"] = [4000, 1000, 600, 900]  # 4, 1, 1 and 1 packets
+    for col, v in (("head_layers", [5, 10, 20, 30]), ("tail_layers", [30, 25, 15, 5])):
+        splits[col] = v
+    splits[["encoder_layers", "decoder_layers"]] = 2
+    splits.to_parquet(tmp_path / "splits.parquet")
+    (tmp_path / "finetune.json").write_text(
+        json.dumps({"test": {"top1": 0.9, "n": 1000}, "val": {"top1": 0.9, "n": 1000}})
+    )
+    cfg = {"profiles": ["sei", "wifi-n"], "losses": [0.05], "n_frames": 1000, "n_boot": 50}
+    answers = []
+    for seed in range(5):
+        simulate.run_simulation(
+            splits_path=tmp_path / "splits.parquet",
+            compute_path=None,
+            finetune_metrics_path=tmp_path / "finetune.json",
+            input_size=32,
+            cfg=cfg,
+            out_path=tmp_path / "latency.parquet",
+            seed=seed,
+        )
+        rec = recommend.run(
+            latency_path=tmp_path / "latency.parquet",
+            splits_path=tmp_path / "splits.parquet",
+            finetune_metrics_path=tmp_path / "finetune.json",
+            cfg={"max_p95_s": 0.1, "min_accuracy": 0.8},
+            out_json=tmp_path / "recommendation.json",
+        )
+        answers.append(
+            [(g["profile"], g["protocol"], (g["recommended"] or g["nearest_miss"])["layer"],
+              g["status"]) for g in rec["groups"]]  # fmt: skip
+        )
+    assert all(a == answers[0] for a in answers), answers

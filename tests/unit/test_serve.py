@@ -6,9 +6,11 @@ are joined with a deadline, so a broken protocol fails instead of hanging.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from isplit.cli import deploy as cli_deploy
-from isplit.deploy import device, wire
+from isplit.deploy import device, server, wire
 from isplit.io.files import write_table
 from isplit.nets import split as split_mod
 from tools.deploy import make_split, reference_predictions, running_server
@@ -154,11 +156,14 @@ def test_relay_adds_its_delay_each_way(splits, array_dataset):
 
 def test_cli_serve_and_device(splits, array_dataset, tmp_path):
     """The click commands end to end: ``serve`` as a subprocess on a free port, ``device``
-    in process; the device prints its statistics as JSON on its last line."""
+    in process; the device prints its statistics as JSON on its last line. Both ends read
+    the shared secret from a file; the server never prints it."""
     server_log, device_log = tmp_path / "server.csv", tmp_path / "device.csv"
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-for-the-cli\n")
     cmd = [sys.executable, "-m", "isplit", "serve", "--split", str(splits["float"])]
     cmd += ["--port", "0", "--connections", "1", "--frames-log", str(server_log)]
-    cmd += ["--timeout", "20"]
+    cmd += ["--timeout", "20", "--max-connections", "2", "--secret-file", str(secret)]
     with subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
         try:
             line = proc.stderr.readline()  # "isplit serve: listening on HOST:PORT (...)"
@@ -166,6 +171,7 @@ def test_cli_serve_and_device(splits, array_dataset, tmp_path):
             port = line.split("listening on ")[1].split()[0].rsplit(":", 1)[1]
             args = ["--split", str(splits["float"]), "--dataset", str(array_dataset)]
             args += ["--n", "12", "--port", port, "--warmup", "1", "--log", str(device_log)]
+            args += ["--secret-file", str(secret)]
             r = CliRunner().invoke(cli_deploy.device, args, catch_exceptions=False)
             assert r.exit_code == 0, r.output
             out, err = proc.communicate(timeout=30)
@@ -176,8 +182,164 @@ def test_cli_serve_and_device(splits, array_dataset, tmp_path):
     assert summary["frames"] == 12 and summary["warmup"] == 1
     assert 0 <= summary["accuracy"] <= 1 and summary["latency_s"]["p50"] > 0
     assert proc.returncode == 0, err
+    assert "shared secret on" in line and "s3cret" not in line + err
     assert json.loads(out.strip().splitlines()[-1]) == {"frames": 13}
     assert len(pd.read_csv(server_log)) == len(pd.read_csv(device_log)) == 13
+
+
+# --------------------------------------------------------------------------- hostile peers
+
+FAST = server.Limits(max_connections=4, handshake_s=1.0, message_s=1.0, idle_s=2.0)
+
+
+def raw_connection(address, timeout=5.0):
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.settimeout(timeout)
+    return sock
+
+
+def read_reply(sock) -> tuple[int, dict | None]:
+    """The server's answer to what was sent: (type, JSON body), or (0, None) when it closed."""
+    try:
+        kind, body = wire.recv_msg(sock)
+    except ConnectionError:
+        return 0, None
+    return kind, json.loads(bytes(body))
+
+
+def stream_ok(dev, address, **kwargs):
+    """A well-behaved device streams its frames and gets the split model's answers."""
+    half, frames, expected = dev
+    rows = device.stream(address, half, frames, **{"timeout_s": 5, **kwargs})
+    assert [r["pred"] for r in rows if not r["warmup"]] == expected
+    return rows
+
+
+@pytest.fixture(scope="module")
+def srv(splits):
+    """The float split's server half, loaded once for the many servers below."""
+    return wire.load_half(splits["float"], "server")
+
+
+@pytest.fixture(scope="module")
+def dev(splits, array_dataset):
+    """The float split's device half, six frames and the answers the split model gives them."""
+    half = wire.load_half(splits["float"], "device")
+    frames = device.load_frames(array_dataset, "test", half.input_cfg, n=6)
+    return half, frames, reference_predictions(splits["float"], frames)
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000  # 400 KB, under the 1 MiB control limit
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[]", "JSON object expected, got list"),
+        (b"42", "JSON object expected, got int"),
+        (b'"hello"', "JSON object expected, got str"),
+        (DEEP, "nested too deeply"),
+        (b'{"layer": ' + DEEP + b"}", "nested too deeply"),
+        (b"\xff\xfe", "malformed JSON"),
+        (b'{"model": {"a": 1}}', "field 'model' must be str"),
+        (b'{"code_shape": [1, "x"]}', "field 'code_shape' must be list"),
+        (b'{"layer": "' + b"x" * 5000 + b'"}', "field 'layer' must be str"),
+    ],
+    ids=["list", "number", "string", "deep", "deep-field", "utf8", "type", "shape", "long"],
+)
+def test_malformed_hello_is_refused_and_the_server_goes_on(srv, dev, body, error):
+    """Issue 12, item 1: a HELLO that is not a well-formed object ends that connection with a
+    REFUSE naming the problem; the next device is served as if nothing happened."""
+    with running_server(srv, connections=None, limits=FAST) as (address, result):
+        with raw_connection(address) as sock:
+            wire.send_msg(sock, wire.HELLO, body)
+            kind, reply = read_reply(sock)
+        assert kind == wire.REFUSE and error in reply["error"], (kind, reply)
+        stream_ok(dev, address)
+    assert "failed" in result["log"] or "refused" in result["log"]
+
+
+def test_malformed_frame_is_refused_and_the_server_goes_on(srv, dev):
+    ident = srv.identity
+    with running_server(srv, connections=None, limits=FAST) as (address, result):
+        with raw_connection(address) as sock:
+            wire.send_msg(sock, wire.HELLO, json.dumps(wire.hello_body(ident)).encode())
+            assert wire.recv_msg(sock)[0] == wire.ACCEPT
+            wire.send_msg(sock, wire.FRAME_MSG, b"\0" * 7)  # not the frame size
+            kind, reply = read_reply(sock)
+        assert kind == wire.REFUSE and "expected FRAME of" in reply["error"]
+        stream_ok(dev, address)
+    assert "expected FRAME" in result["log"]
+
+
+def trickle(address, stop, period_s, log):
+    """A peer sending one byte of a HELLO header every ``period_s``: each read succeeds long
+    before any per-read timeout. Records when the server cut it."""
+    with raw_connection(address) as sock:
+        t0 = time.monotonic()
+        try:
+            for byte in wire.HEADER.pack(wire.HELLO, 100) + b"{" * 100:
+                if stop.wait(period_s):
+                    return
+                sock.sendall(bytes([byte]))
+            log.append(("sent all", time.monotonic() - t0))
+        except OSError:
+            pass
+        log.append(("cut", time.monotonic() - t0))
+
+
+def test_idle_and_trickling_peers_neither_block_nor_stay(srv, dev):
+    """Issue 12, item 2: idle and trickling connections do not delay a device (connections
+    are served concurrently), and each is cut at its handshake deadline, not kept alive by
+    reads that each come in time. The device's own socket timeout (1.5 s) is half the
+    handshake deadline: had it waited behind the idle peers, it would have failed."""
+    limits = server.Limits(max_connections=8, handshake_s=3.0, message_s=3.0, idle_s=3.0)
+    stop, cuts = threading.Event(), []
+    with running_server(srv, connections=None, limits=limits) as (address, _):
+        idle = [raw_connection(address) for _ in range(3)]
+        tricklers = [
+            threading.Thread(target=trickle, args=(address, stop, 0.05, cuts)) for _ in range(2)
+        ]
+        for t in tricklers:
+            t.start()
+        try:
+            time.sleep(0.2)  # the server has accepted them all
+            stream_ok(dev, address, warmup=1, timeout_s=1.5)
+            # the idle peers are told at their handshake deadline (read_reply waits up to 5 s)
+            replies = [read_reply(sock) for sock in idle]
+            for t in tricklers:
+                t.join(10)
+        finally:
+            stop.set()
+            for sock in idle:
+                sock.close()
+    assert all(k == wire.REFUSE and "deadline passed" in r["error"] for k, r in replies), replies
+    assert [c for c, _ in cuts] == ["cut", "cut"], cuts  # cut before sending all 105 bytes
+
+
+def test_connection_limit_refuses_busy_devices_then_recovers(srv, dev):
+    limits = server.Limits(max_connections=2, handshake_s=1.0, message_s=1.0, idle_s=2.0)
+    with running_server(srv, connections=None, limits=limits) as (address, result):
+        idle = [raw_connection(address) for _ in range(2)]
+        time.sleep(0.2)
+        with pytest.raises(wire.ProtocolError, match="server busy"):
+            stream_ok(dev, address)
+        for sock in idle:  # their handshake deadline frees the slots
+            read_reply(sock)
+            sock.close()
+        stream_ok(dev, address)
+    assert "busy" in result["log"]
+
+
+def test_shared_secret_is_required_and_never_logged(srv, dev):
+    secret = "correct horse battery staple"
+    with running_server(srv, connections=None, limits=FAST, secret=secret) as (address, result):
+        for given in (None, "wrong horse", secret[:-1]):
+            with pytest.raises(wire.ProtocolError, match="authentication failed"):
+                stream_ok(dev, address, secret=given)
+        stream_ok(dev, address, secret=secret)
+    assert result["log"].count("authentication failed") == 3
+    assert "horse" not in result["log"]
 
 
 # --------------------------------------------------------------------------- namespaces

@@ -89,3 +89,36 @@ def test_retraining_uses_label_smoothing(array_dataset, tmp_path):
         losses.append(m["history"][0]["train_loss"])
     # same seed, same data, same initial bottleneck: only the loss differs
     assert losses[0] != pytest.approx(losses[1], rel=1e-3)
+
+
+def test_cached_head_outputs_train_the_same_bottleneck(array_dataset, tmp_path, monkeypatch):
+    """Training on the frozen head's outputs computed once gives the bottleneck that
+    recomputing them every batch gives (up to float rounding)."""
+    torch.manual_seed(0)
+    models.save_model(
+        tmp_path / "ft.pt",
+        models.build("resnet18", 3),
+        {"model": "resnet18", "num_classes": 3, "input": INPUT},
+    )
+    runs = {}
+    for name, limit in (("cached", retrain.CACHE_LIMIT_BYTES), ("recomputed", 0)):
+        monkeypatch.setattr(retrain, "CACHE_LIMIT_BYTES", limit)
+        m = retrain.run(
+            model_path=tmp_path / "ft.pt",
+            dataset_dir=array_dataset,
+            layer="layer2.1",
+            out_dir=tmp_path / name,
+            cfg={"epochs": 2, "batch_size": 30, "train_subset": 60},
+            seed=0,
+            threads=1,
+            log=open(os.devnull, "w"),
+        )
+        runs[name] = m
+        assert m["head_outputs_cached"] == (limit > 0)
+    a = torch.load(tmp_path / "cached/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "recomputed/model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        if k.startswith("bottleneck."):
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-4), k
+    losses = [[h["train_loss"] for h in runs[n]["history"]] for n in ("cached", "recomputed")]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)

@@ -6,21 +6,9 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-# The rules run `python -m isplit`, so the package must be installed where Snakemake runs
-# (make venv, or conda env create -f environment.yml) and be this checkout's.
-try:
-    import isplit
-except ImportError:
-    sys.exit(
-        f"isplit is not installed for {sys.executable}: run `make venv` and start "
-        f".venv/bin/snakemake, or `pip install -e {workflow.basedir}` into this environment"
-    )
-if Path(isplit.__file__).resolve().parent != Path(workflow.basedir, "isplit").resolve():
-    sys.exit(
-        f"snakemake imports isplit from {Path(isplit.__file__).parent}, not from this "
-        f"checkout ({workflow.basedir}): `pip install -e {workflow.basedir}` into "
-        f"{sys.prefix}"
-    )
+# Snakemake imports the package from beside the Snakefile; jobs run `python -m isplit` and need
+# an interpreter where this checkout is installed (with its dependencies).
+import isplit
 
 # Parse time stays torch-free: these modules import only the standard library and the config.
 from isplit.cli.provenance import code_version
@@ -39,16 +27,28 @@ for _name, _exp in EXPERIMENTS.items():
     isplit_catalog.check_model_name(_exp["model"], f"experiments.{_name}.model")
     isplit_weights.check_spec(_exp["weights"], f"experiments.{_name}.weights")
 
-# Jobs need a `python` that imports this checkout's isplit. Started from a venv that is not on
-# PATH, the shell finds the system python instead; then the interpreter running Snakemake is
-# put first. A conda job's env (isplit installed from this checkout) passes the check as is.
-# A shell prefix, not a param: moving the checkout must not rerun anything.
+# Jobs need a `python` where this checkout is installed. Started from a venv that is not on
+# PATH, the shell finds the system python instead; then the interpreter running Snakemake is put
+# first. A conda job's env (which installs this checkout) passes the check as it is. If neither
+# works the job stops at once, saying what to do. A shell prefix, not a param: moving the
+# checkout must not rerun anything.
+_ISPLIT_CHECK = shlex.quote(
+    "import importlib.metadata as m, os, sys, isplit; m.version('isplit'); "
+    "sys.exit(os.path.realpath(isplit.__file__) != sys.argv[1])"
+)
 _ISPLIT_INIT = shlex.quote(str(Path(isplit.__file__).resolve()))
+_NO_ISPLIT = shlex.quote(
+    f"isplit: no python on PATH has this checkout ({workflow.basedir}) installed; run "
+    "`make venv` and start .venv/bin/snakemake, or use --sdm conda"
+)
 shell.prefix(
     "set -euo pipefail; "
-    "python -c 'import isplit, os, sys; sys.exit(os.path.realpath(isplit.__file__) != sys.argv[1])' "
-    f"{_ISPLIT_INIT} "
-    f"2>/dev/null || export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+    f"if ! python -c {_ISPLIT_CHECK} {_ISPLIT_INIT} 2>/dev/null; then "
+    f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+    # doubled braces: Snakemake formats the prefix like a shell command
+    f"python -c {_ISPLIT_CHECK} {_ISPLIT_INIT} 2>/dev/null "
+    f"|| {{{{ echo {_NO_ISPLIT} >&2; exit 1; }}}}; "
+    "fi; "
 )
 
 
@@ -124,6 +124,19 @@ def exp_cfg(section):
     return lambda wildcards: as_json(EXPERIMENTS[wildcards.exp][section])
 
 
+def eval_subset_arg(wildcards):
+    """The images fine-tuning scored the model on, so the camera options are scored on them."""
+    n = EXPERIMENTS[wildcards.exp]["finetune"]["eval_subset"]
+    return f"--eval-subset {n}" if n else ""
+
+
+def retrain_cfg(wildcards):
+    """The retraining section without ``seeds``: a job's seed is its wildcard, so adding a
+    seed adds jobs and reruns none of the others."""
+    section = EXPERIMENTS[wildcards.exp]["retrain"]
+    return as_json({k: v for k, v in section.items() if k != "seeds"})
+
+
 def exp_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp][key]
 
@@ -161,16 +174,39 @@ def candidate_layers(wildcards):
         return [line.rstrip("\n").split("\t")[col] for line in fh if line.strip()]
 
 
+def first_seed(exp):
+    """The retraining seed whose split models are exported and profiled."""
+    return EXPERIMENTS[exp]["retrain"]["seeds"][0]
+
+
 def split_files(name):
-    """Input function: ``results/<exp>/splits/<layer>/<name>`` of every candidate."""
+    """Input function: ``<name>`` of every candidate's first-seed retraining job."""
 
     def files(wildcards):
+        seed = first_seed(wildcards.exp)
         return [
-            f"results/{wildcards.exp}/splits/{layer}/{name}"
+            f"results/{wildcards.exp}/splits/{layer}/seed{seed}/{name}"
             for layer in candidate_layers(wildcards)
         ]
 
     return files
+
+
+def seed_files(name):
+    """Input function: ``<name>`` of every retraining job (candidate × seed)."""
+
+    def files(wildcards):
+        return [
+            f"results/{wildcards.exp}/splits/{layer}/seed{seed}/{name}"
+            for layer in candidate_layers(wildcards)
+            for seed in EXPERIMENTS[wildcards.exp]["retrain"]["seeds"]
+        ]
+
+    return files
+
+
+def exported_model(wildcards):
+    return f"results/{wildcards.exp}/splits/{wildcards.layer}/seed{first_seed(wildcards.exp)}/model.pt"
 
 
 def deploy_dirs(wildcards):
@@ -178,6 +214,17 @@ def deploy_dirs(wildcards):
         f"results/{wildcards.exp}/deploy/{layer}"
         for layer in candidate_layers(wildcards)
     ]
+
+
+def probe_inputs(wildcards):
+    """The linear-probe table, when the experiment asks for probes."""
+    if EXPERIMENTS[wildcards.exp]["importance"]["probe_train_images"] is None:
+        return {}
+    return {"probe": f"results/{wildcards.exp}/importance/probe.parquet"}
+
+
+def probe_arg(wildcards, input):
+    return f"--probe {shlex.quote(input.probe)}" if "probe" in input.keys() else ""
 
 
 def latency_value(key):
@@ -201,5 +248,6 @@ def final_targets():
             f"results/{exp}/figures/accuracy_by_split.png",
             f"results/{exp}/figures/latency_accuracy.png",
             f"results/{exp}/summary.md",
+            f"results/{exp}/camera/camera.parquet",
         ]
     return targets

@@ -18,10 +18,12 @@ rule download_dataset:
         cfg=dataset_cfg,
         timeout=DOWNLOADS["timeout_s"],
         retries=DOWNLOADS["retries"],
+        retry_budget=DOWNLOADS["retry_budget_s"],
         code=code_version("download-dataset"),
     shell:
         "python -m isplit download-dataset --config {params.cfg:q} --dest {output.archive:q}"
-        " --timeout {params.timeout} --retries {params.retries} > {log:q} 2>&1"
+        " --timeout {params.timeout} --retries {params.retries}"
+        " --retry-budget {params.retry_budget} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -41,10 +43,16 @@ rule prepare_dataset:
     params:
         cfg=dataset_cfg,
         archive=prepare_archive_arg,
+        limits=as_json(
+            {
+                k: DOWNLOADS[k]
+                for k in ("max_member_mb", "max_unpacked_mb", "max_ratio")
+            }
+        ),
         code=code_version("prepare-dataset"),
     shell:
         "python -m isplit prepare-dataset --config {params.cfg:q} {params.archive}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --limits {params.limits:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule pretrained_weights:

@@ -1,6 +1,6 @@
 rule export_split:
     input:
-        "results/{exp}/splits/{layer}/model.pt",
+        exported_model,
     output:
         directory("results/{exp}/deploy/{layer}"),
     log:

@@ -1,8 +1,12 @@
 rule gather_splits:
     input:
+        unpack(probe_inputs),
         candidates="results/{exp}/candidates_all.tsv",
+        curve="results/{exp}/cui/curve.parquet",
         finetune="results/{exp}/finetune/metrics.json",
-        metrics=split_files("metrics.json"),
+        finetune_predictions="results/{exp}/finetune/predictions.parquet",
+        metrics=seed_files("metrics.json"),
+        predictions=seed_files("predictions.parquet"),
     output:
         splits="results/{exp}/splits.parquet",
         quality="results/{exp}/quality.json",
@@ -14,8 +18,35 @@ rule gather_splits:
         mem_mb=2000,
         runtime=10,
     params:
+        metric=exp_value("metric"),
+        probe=probe_arg,
+        seed=exp_value("seed"),
         code=code_version("gather-splits"),
     shell:
         "python -m isplit gather-splits --candidates {input.candidates:q}"
-        " --finetune-metrics {input.finetune:q} --splits-out {output.splits:q}"
+        " --curve {input.curve:q} --finetune-metrics {input.finetune:q} {params.probe}"
+        " --metric {params.metric} --seed {params.seed} --splits-out {output.splits:q}"
         " --quality-out {output.quality:q} {input.metrics:q} > {log:q} 2>&1"
+
+
+rule simple_baseline:
+    input:
+        experiment_dataset,
+    output:
+        "results/{exp}/baseline.json",
+    log:
+        "logs/simple_baseline/{exp}.log",
+    benchmark:
+        "benchmarks/simple_baseline/{exp}.tsv"
+    conda:
+        "../envs/isplit.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        eval_subset=eval_subset_arg,
+        seed=exp_value("seed"),
+        code=code_version("simple-baseline"),
+    shell:
+        "python -m isplit simple-baseline --dataset {input:q} --seed {params.seed}"
+        " {params.eval_subset} --out {output:q} > {log:q} 2>&1"

@@ -25,6 +25,31 @@ rule importance:
         " --threads {threads} > {log:q} 2>&1"
 
 
+rule linear_probe:
+    input:
+        unpack(experiment_model_and_data),
+    output:
+        "results/{exp}/importance/probe.parquet",
+    log:
+        "logs/linear_probe/{exp}.log",
+    benchmark:
+        "benchmarks/linear_probe/{exp}.tsv"
+    conda:
+        "../envs/isplit.yaml"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        cfg=exp_cfg("importance"),
+        seed=exp_value("seed"),
+        code=code_version("linear-probe"),
+    shell:
+        "python -m isplit linear-probe --model {input.model:q} --dataset {input.dataset:q}"
+        " --config {params.cfg:q} --seed {params.seed} --out {output:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
 rule cui:
     input:
         "results/{exp}/importance/samples.parquet",

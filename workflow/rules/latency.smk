@@ -30,9 +30,15 @@ rule profile_compute:
 rule simulate_latency:
     input:
         splits="results/{exp}/splits.parquet",
-        compute="results/{exp}/latency/compute.parquet",
         finetune="results/{exp}/finetune/metrics.json",
         tables=latency_tables,
+        # this machine's timings only where a side is timed (scale, or a table: its rows are
+        # picked by the local table's model and input size); named profiles need none
+        compute=lambda wildcards: [
+            f"results/{wildcards.exp}/latency/compute.parquet"
+            for side in ("device", "server")
+            if {"scale", "table"} & set(EXPERIMENTS[wildcards.exp]["latency"][side])
+        ][:1],
     output:
         "results/{exp}/latency.parquet",
     log:
@@ -48,10 +54,13 @@ rule simulate_latency:
         cfg=exp_cfg("latency"),
         size=lambda wildcards: EXPERIMENTS[wildcards.exp]["input"]["image_size"],
         seed=exp_value("seed"),
+        compute=lambda wildcards, input: (
+            f"--compute {shlex.quote(str(input.compute))}" if input.compute else ""
+        ),
         code=code_version("simulate-latency"),
     shell:
         "python -m isplit simulate-latency --splits {input.splits:q}"
-        " --compute {input.compute:q} --finetune-metrics {input.finetune:q}"
+        " {params.compute} --finetune-metrics {input.finetune:q}"
         " --input-size {params.size} --config {params.cfg:q} --seed {params.seed}"
         " --out {output:q} > {log:q} 2>&1"
 
@@ -72,8 +81,9 @@ rule recommend:
         runtime=10,
     params:
         cfg=exp_cfg("qos"),
+        metric=lambda wildcards: EXPERIMENTS[wildcards.exp].get("metric", "top1"),
         code=code_version("recommend"),
     shell:
         "python -m isplit recommend --latency {input.latency:q} --splits {input.splits:q}"
-        " --finetune-metrics {input.finetune:q} --config {params.cfg:q} --out {output:q}"
-        " > {log:q} 2>&1"
+        " --finetune-metrics {input.finetune:q} --config {params.cfg:q}"
+        " --metric {params.metric} --out {output:q} > {log:q} 2>&1"

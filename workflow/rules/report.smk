@@ -73,6 +73,14 @@ rule plot_splits:
             labels={"experiment": "{exp}", "figure": "per-class accuracy"},
         ),
         "results/{exp}/figures/per_class_accuracy.pdf",
+        report(
+            "results/{exp}/figures/predictors.png",
+            caption="../report/predictors.rst",
+            category="{exp}",
+            subcategory="2. splits",
+            labels={"experiment": "{exp}", "figure": "predictors of accuracy"},
+        ),
+        "results/{exp}/figures/predictors.pdf",
     log:
         "logs/plot_splits/{exp}.log",
     conda:
@@ -126,6 +134,8 @@ rule summary:
         quality="results/{exp}/quality.json",
         finetune="results/{exp}/finetune/metrics.json",
         recommendation="results/{exp}/recommendation.json",
+        baseline="results/{exp}/baseline.json",
+        camera="results/{exp}/camera/camera.parquet",
     output:
         report(
             "results/{exp}/summary.md",
@@ -146,5 +156,6 @@ rule summary:
     shell:
         "python -m isplit summary --experiment {wildcards.exp:q} --splits {input.splits:q}"
         " --quality {input.quality:q} --finetune-metrics {input.finetune:q}"
-        " --recommendation {input.recommendation:q} --out {output:q} {input.deploy:q}"
+        " --recommendation {input.recommendation:q} --baseline {input.baseline:q}"
+        " --camera {input.camera:q} --out {output:q} {input.deploy:q}"
         " > {log:q} 2>&1"

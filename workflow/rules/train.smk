@@ -5,6 +5,7 @@ rule finetune:
         model="results/{exp}/finetune/model.pt",
         metrics="results/{exp}/finetune/metrics.json",
         history="results/{exp}/finetune/history.csv",
+        predictions="results/{exp}/finetune/predictions.parquet",
     log:
         "logs/finetune/{exp}.log",
     benchmark:
@@ -33,12 +34,13 @@ rule retrain_split:
     input:
         unpack(experiment_model_and_data),
     output:
-        model="results/{exp}/splits/{layer}/model.pt",
-        metrics="results/{exp}/splits/{layer}/metrics.json",
+        model="results/{exp}/splits/{layer}/seed{seed}/model.pt",
+        metrics="results/{exp}/splits/{layer}/seed{seed}/metrics.json",
+        predictions="results/{exp}/splits/{layer}/seed{seed}/predictions.parquet",
     log:
-        "logs/retrain_split/{exp}/{layer}.log",
+        "logs/retrain_split/{exp}/{layer}/seed{seed}.log",
     benchmark:
-        "benchmarks/retrain_split/{exp}/{layer}.tsv"
+        "benchmarks/retrain_split/{exp}/{layer}/seed{seed}.tsv"
     conda:
         "../envs/isplit.yaml"
     threads: 4
@@ -46,11 +48,12 @@ rule retrain_split:
         mem_mb=8000,
         runtime=240,
     params:
-        cfg=exp_cfg("retrain"),
-        seed=exp_value("seed"),
-        out="results/{exp}/splits/{layer}",
+        cfg=retrain_cfg,
+        data_seed=exp_value("seed"),
+        out="results/{exp}/splits/{layer}/seed{seed}",
         code=code_version("retrain-split"),
     shell:
         "python -m isplit retrain-split --model {input.model:q} --dataset {input.dataset:q}"
-        " --layer {wildcards.layer:q} --config {params.cfg:q} --seed {params.seed}"
-        " --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+        " --layer {wildcards.layer:q} --config {params.cfg:q} --seed {wildcards.seed}"
+        " --data-seed {params.data_seed} --out {params.out:q} --threads {threads}"
+        " > {log:q} 2>&1"

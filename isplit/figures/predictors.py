@@ -1,0 +1,70 @@
+"""The predictors figure: every zero-retraining predictor of post-split accuracy, with the
+Spearman ρ and regret intervals of ``quality.json`` (:mod:`isplit.evaluation.quality`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from isplit.figures import style
+
+PREDICTOR_LABELS = {
+    "cui_mean": "CUI (channel mean)",
+    "cui_sum": "CUI (channel sum)",
+    "size": "−log10 size (CDE)",
+    "depth": "depth (device FLOPs)",
+    "probe": "linear probe",
+    "random": "random",
+}
+
+
+def predictors_figure(q: dict, title: str, out_dir) -> list[Path]:
+    """Spearman ρ and regret of every predictor, with their 95 % intervals."""
+    names = [k for k in PREDICTOR_LABELS if k in q.get("predictors", {})]
+    fig = Figure(figsize=(10.0, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(names))[::-1]
+    for ax, key, xlabel, scale in (
+        (left, "spearman", "Spearman ρ with test accuracy after retraining", 1.0),
+        (right, "regret", "regret of the predictor's choice (points of test accuracy)", 100.0),
+    ):
+        for yi, name in zip(y, names, strict=True):
+            s = q["predictors"][name].get(key) or {}
+            v, ci = s.get("value"), s.get("ci") or [None, None]
+            if not _finite(v):
+                continue
+            ax.plot([scale * v], [yi], "o", color="tab:blue", zorder=3)
+            if _finite(ci[0]) and _finite(ci[1]):
+                ax.plot([scale * ci[0], scale * ci[1]], [yi, yi], color="tab:blue", lw=2)
+        ax.axvline(0, color="0.5", lw=0.8)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    left.set_yticks(y)
+    left.set_yticklabels([PREDICTOR_LABELS[n] for n in names])
+    verdict = "holds" if q.get("cui_adds_to_size") else "does not hold"
+    part = q.get("partial_spearman_cui_given_size_depth")
+    fig.suptitle(
+        f"Zero-retraining predictors of post-split accuracy (95 % intervals){title}\n"
+        f"partial ρ of CUI given size and depth: {_ci_text(part)}; criterion "
+        f"'CUI adds to size': {verdict}",
+        fontsize=9.5,
+    )
+    return style.save_figure(fig, out_dir, "predictors")
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def _ci_text(s: dict | None) -> str:
+    s = s or {}
+    ci = s.get("ci") or [None, None]
+    if not _finite(s.get("value")):
+        return "n/a"
+    text = f"{s['value']:.2f}"
+    if _finite(ci[0]) and _finite(ci[1]):
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text.replace("-", "\u2212")
