@@ -50,10 +50,17 @@ def main(argv=None) -> int:
                     kw = {"n_frames": args.frames, "seed": args.seed}
                     medium = ns3sim.medium_of(name)
                     ours = netsim.simulate(nbytes, link, proto, **kw, **fr)
-                    theirs = ns3sim.simulate(nbytes, link, proto, payload=fr["payload"],
-                                             medium=medium, **kw)  # fmt: skip
-                    row = {"profile": name, "medium": medium, "loss": loss, "protocol": proto,
-                           "frame_bytes": nbytes, "packets": ours.packets_per_frame}  # fmt: skip
+                    theirs = ns3sim.simulate(
+                        nbytes, link, proto, payload=fr["payload"], medium=medium, **kw
+                    )
+                    row = {
+                        "profile": name,
+                        "medium": medium,
+                        "loss": loss,
+                        "protocol": proto,
+                        "frame_bytes": nbytes,
+                        "packets": ours.packets_per_frame,
+                    }
                     for tag, r in (("builtin", ours), ("ns3", theirs)):
                         lat = r.latency_s
                         row[f"{tag}_p50"] = float(np.median(lat)) if lat.size else np.nan

@@ -38,8 +38,11 @@ def _mlperf_tiny(name: str):
 
     def cbr(cin, cout, k, s, groups=1, pad=None):
         pad = k // 2 if pad is None else pad
-        return [nn.Conv2d(cin, cout, k, s, pad, groups=groups, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU()]  # fmt: skip
+        return [
+            nn.Conv2d(cin, cout, k, s, pad, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        ]
 
     if name == "mlperf-tiny-ad-fc-autoencoder":  # 640 → 128×4 → 8 → 128×4 → 640
         dims = [640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640]
@@ -71,16 +74,23 @@ def _mlperf_tiny(name: str):
         class Block(nn.Module):
             def __init__(self, cin, cout, s):
                 super().__init__()
-                self.body = nn.Sequential(*cbr(cin, cout, 3, s), nn.Conv2d(cout, cout, 3, 1, 1),
-                                          nn.BatchNorm2d(cout))  # fmt: skip
+                self.body = nn.Sequential(
+                    *cbr(cin, cout, 3, s), nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout)
+                )
                 self.skip = nn.Conv2d(cin, cout, 1, s) if s != 1 or cin != cout else nn.Identity()
 
             def forward(self, x):
                 return (self.body(x) + self.skip(x)).relu()
 
-        net = nn.Sequential(*cbr(3, 16, 3, 1), Block(16, 16, 1), Block(16, 32, 2),
-                            Block(32, 64, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                            nn.Linear(64, 10))  # fmt: skip
+        net = nn.Sequential(
+            *cbr(3, 16, 3, 1),
+            Block(16, 16, 1),
+            Block(16, 32, 2),
+            Block(32, 64, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, 10),
+        )
         return net, (3, 32, 32)
     raise KeyError(name)
 
@@ -116,9 +126,9 @@ def main(argv=None) -> int:
     df = pd.read_csv(CSV)
     if args.count or not {"flops", "layers"} <= set(df.columns):
         counts = {
-            (m, s): count(m, s) for m, s in df[["model", "input"]].drop_duplicates().itertuples(
-                index=False)
-        }  # fmt: skip
+            (m, s): count(m, s)
+            for m, s in df[["model", "input"]].drop_duplicates().itertuples(index=False)
+        }
         df["flops"] = [counts[(m, s)][0] for m, s in zip(df["model"], df["input"], strict=True)]
         df["layers"] = [counts[(m, s)][1] for m, s in zip(df["model"], df["input"], strict=True)]
         df.to_csv(CSV, index=False)
@@ -131,8 +141,10 @@ def main(argv=None) -> int:
             f" (n = {len(rows)})"
         )
         for r, e in zip(rows.itertuples(index=False), f.relative_errors, strict=True):
-            print(f"  {r.model:34s} {r.flops / 1e9:8.3f} GFLOP {r.layers:4d} layers "
-                  f"{r.latency_ms:8.2f} ms  fit {e:+.0%}")  # fmt: skip
+            print(
+                f"  {r.model:34s} {r.flops / 1e9:8.3f} GFLOP {r.layers:4d} layers "
+                f"{r.latency_ms:8.2f} ms  fit {e:+.0%}"
+            )
     return 0
 
 

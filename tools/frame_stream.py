@@ -99,8 +99,16 @@ def serve(proto: str, host: str, port: int, log: str, idle_s: float) -> None:
     _write(log, "frame_id,t_done", rows)
 
 
-def send(proto: str, host: str, port: int, frame_bytes: int, frames: int, fps: float,
-         log: str, cc: str = "cubic") -> None:  # fmt: skip
+def send(
+    proto: str,
+    host: str,
+    port: int,
+    frame_bytes: int,
+    frames: int,
+    fps: float,
+    log: str,
+    cc: str = "cubic",
+) -> None:
     """Send ``frames`` frames of ``frame_bytes`` at ``fps``; log each frame's due time."""
     payload = bytes(frame_bytes)
     rows = []
@@ -177,8 +185,16 @@ def main(argv=None) -> int:
     if args.cmd == "server":
         serve(args.proto, args.host, args.port, args.log, args.idle_s)
     else:
-        send(args.proto, args.host, args.port, args.frame_bytes, args.frames, args.fps, args.log,
-             args.cc)  # fmt: skip
+        send(
+            args.proto,
+            args.host,
+            args.port,
+            args.frame_bytes,
+            args.frames,
+            args.fps,
+            args.log,
+            args.cc,
+        )
     return 0
 
 

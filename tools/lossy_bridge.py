@@ -196,8 +196,13 @@ def _run(*cmd: str) -> None:
 
 
 def _mac(ns: str, dev: str) -> str:
-    r = subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", dev], capture_output=True,
-                       text=True, check=True, timeout=30)  # fmt: skip
+    r = subprocess.run(
+        ["ip", "-n", ns, "-j", "link", "show", "dev", dev],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
     return json.loads(r.stdout)[0]["address"]
 
 
@@ -223,8 +228,14 @@ def lossy_link(
     if reason:
         raise RuntimeError(reason)
     tag = f"{os.getpid():x}{secrets.token_hex(2)}"
-    link = LossyLink(f"isplit-ld-{tag}", f"isplit-lb-{tag}", f"isplit-ls-{tag}", "10.78.0.1",
-                     "10.78.0.2", Path(work) / f"bridge-{tag}.json")  # fmt: skip
+    link = LossyLink(
+        f"isplit-ld-{tag}",
+        f"isplit-lb-{tag}",
+        f"isplit-ls-{tag}",
+        "10.78.0.1",
+        "10.78.0.2",
+        Path(work) / f"bridge-{tag}.json",
+    )
     dv, ba, bb, sv = (f"{x}{tag}"[:15] for x in ("dv", "ba", "bb", "sv"))
     created: list[str] = []
     proc = None
@@ -232,31 +243,101 @@ def lossy_link(
         for ns in (link.ns_device, link.ns_bridge, link.ns_server):
             _run("ip", "netns", "add", ns)
             created.append(ns)
-        _run("ip", "-n", link.ns_device, "link", "add", dv, "type", "veth", "peer", "name", ba,
-             "netns", link.ns_bridge)  # fmt: skip
-        _run("ip", "-n", link.ns_server, "link", "add", sv, "type", "veth", "peer", "name", bb,
-             "netns", link.ns_bridge)  # fmt: skip
+        _run(
+            "ip",
+            "-n",
+            link.ns_device,
+            "link",
+            "add",
+            dv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ba,
+            "netns",
+            link.ns_bridge,
+        )
+        _run(
+            "ip",
+            "-n",
+            link.ns_server,
+            "link",
+            "add",
+            sv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            bb,
+            "netns",
+            link.ns_bridge,
+        )
         for ns, dev in ((link.ns_bridge, ba), (link.ns_bridge, bb)):
             _run("ip", "-n", ns, "link", "set", dev, "promisc", "on", "up")
             _in_ns(ns, "offload", dev)
-        for ns, dev, ip in ((link.ns_device, dv, link.ip_device), (link.ns_server, sv, link.ip_server)):  # fmt: skip
+        for ns, dev, ip in (
+            (link.ns_device, dv, link.ip_device),
+            (link.ns_server, sv, link.ip_server),
+        ):
             _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
             _run("ip", "-n", ns, "link", "set", "lo", "up")
             _in_ns(ns, "offload", dev)
-            _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "tbf",
-                 *tbf_args(rate_bps, burst_bytes, limit_bytes))  # fmt: skip
+            _run(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "tbf",
+                *tbf_args(rate_bps, burst_bytes, limit_bytes),
+            )
         # permanent neighbour entries: no ARP exchange delays (or is lost with) a first frame
         macs = {ns: _mac(ns, dev) for ns, dev in ((link.ns_device, dv), (link.ns_server, sv))}
-        for ns, dev, ip, peer in ((link.ns_device, dv, link.ip_server, link.ns_server),
-                                  (link.ns_server, sv, link.ip_device, link.ns_device)):  # fmt: skip
-            _run("ip", "-n", ns, "neigh", "replace", ip, "lladdr", macs[peer], "dev", dev,
-                 "nud", "permanent")  # fmt: skip
+        for ns, dev, ip, peer in (
+            (link.ns_device, dv, link.ip_server, link.ns_server),
+            (link.ns_server, sv, link.ip_device, link.ns_device),
+        ):
+            _run(
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                macs[peer],
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            )
         log = open(Path(work) / f"bridge-{tag}.log", "w")  # noqa: SIM115 (closed below)
-        cmd = ["ip", "netns", "exec", link.ns_bridge, *realtime(), sys.executable, "-m",
-               "tools.lossy_bridge",
-               "bridge", ba, bb, "--loss", str(loss), "--delay-s", str(delay_s), "--seed",
-               str(seed), "--stats", str(link.stats_path)]  # fmt: skip
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            link.ns_bridge,
+            *realtime(),
+            sys.executable,
+            "-m",
+            "tools.lossy_bridge",
+            "bridge",
+            ba,
+            bb,
+            "--loss",
+            str(loss),
+            "--delay-s",
+            str(delay_s),
+            "--seed",
+            str(seed),
+            "--stats",
+            str(link.stats_path),
+        ]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=_root())
         deadline = time.monotonic() + 30
         while "ready" not in Path(log.name).read_text():
@@ -298,8 +379,14 @@ def main(argv=None) -> int:
     o.add_argument("devs", nargs="+")
     args = p.parse_args(argv)
     if args.cmd == "bridge":
-        bridge(args.a, args.b, loss=args.loss, delay_s=args.delay_s, seed=args.seed,
-               stats_path=args.stats)  # fmt: skip
+        bridge(
+            args.a,
+            args.b,
+            loss=args.loss,
+            delay_s=args.delay_s,
+            seed=args.seed,
+            stats_path=args.stats,
+        )
     else:
         for dev in args.devs:
             offload_off(dev)

@@ -70,17 +70,45 @@ def measure(cond: dict, *, rate_bps, delay_s, fps, seed, work: Path) -> tuple[pd
         out = work / f"{name}.server.log"
         with open(out, "w") as f:
             server = subprocess.Popen(
-                [*link.prefix("server"), *py, "server", "--proto", proto, "--log", str(slog),
-                 "--idle-s", "3"],  # fmt: skip
-                stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-            )  # fmt: skip
+                [
+                    *link.prefix("server"),
+                    *py,
+                    "server",
+                    "--proto",
+                    proto,
+                    "--log",
+                    str(slog),
+                    "--idle-s",
+                    "3",
+                ],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         try:
             port = int(_wait_line(server, out, "listening on").rsplit(":", 1)[1])
-            cmd = [*link.prefix("device"), *py, "client", "--proto", proto, "--host",
-                   link.ip_server, "--port", str(port), "--frame-bytes", str(nbytes),
-                   "--frames", str(cond["frames"]), "--fps", str(fps), "--log", str(clog)]  # fmt: skip
-            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                               timeout=60 + 3 * cond["frames"] / fps)  # fmt: skip
+            cmd = [
+                *link.prefix("device"),
+                *py,
+                "client",
+                "--proto",
+                proto,
+                "--host",
+                link.ip_server,
+                "--port",
+                str(port),
+                "--frame-bytes",
+                str(nbytes),
+                "--frames",
+                str(cond["frames"]),
+                "--fps",
+                str(fps),
+                "--log",
+                str(clog),
+            ]
+            r = subprocess.run(
+                cmd, capture_output=True, text=True, cwd=ROOT, timeout=60 + 3 * cond["frames"] / fps
+            )
             if r.returncode != 0:
                 raise RuntimeError(f"client failed for {name}:\n{r.stderr[-2000:]}")
             cc = [x.split()[-1] for x in r.stdout.splitlines() if "congestion control" in x]
@@ -104,6 +132,7 @@ def measure(cond: dict, *, rate_bps, delay_s, fps, seed, work: Path) -> tuple[pd
                 hit.add((int(key) + int(length) - 1) // per_frame)
     df["clean"] = ~df["frame_id"].isin(hit)
     info = {k: v for k, v in bridge.items() if k != "drops"}
+    info["bridge_log"] = link.stats_path.name
     info["congestion_control"] = cc[0] if cc else ""
     info.update(counters)
     return df, info
@@ -133,9 +162,21 @@ def summarise(latency, clean, p_clean: float, seed: int = 0) -> dict:
     lat = np.asarray(latency, float)
     pct = stats.stratified(lat, np.asarray(clean, int), {1: p_clean, 0: 1 - p_clean}, seed=seed)
     plain = np.percentile(lat, [50, 95]) if lat.size else [np.nan, np.nan]
-    return {"p50": pct.p50, "p50_lo": pct.p50_lo, "p50_hi": pct.p50_hi, "p95": pct.p95,
-            "p95_lo": pct.p95_lo, "p95_hi": pct.p95_hi, "plain_p50": float(plain[0]),
-            "plain_p95": float(plain[1]), "n": pct.n}  # fmt: skip
+    lossy = lat[~np.asarray(clean, bool)]
+    return {
+        "p50": pct.p50,
+        "p50_lo": pct.p50_lo,
+        "p50_hi": pct.p50_hi,
+        "p95": pct.p95,
+        "p95_lo": pct.p95_lo,
+        "p95_hi": pct.p95_hi,
+        "plain_p50": float(plain[0]),
+        "plain_p95": float(plain[1]),
+        # the recovery itself: the median latency of frames that lost a packet
+        "lossy_p50": float(np.median(lossy)) if lossy.size else np.nan,
+        "n_lossy": int(lossy.size),
+        "n": pct.n,
+    }
 
 
 def simulate(cond: dict, *, rate_bps, delay_s, fps, n_frames: int, seed: int) -> dict:
@@ -145,8 +186,17 @@ def simulate(cond: dict, *, rate_bps, delay_s, fps, n_frames: int, seed: int) ->
     nbytes, fr = framing(cond["proto"], cond["frame_bytes"])
     link = netsim.Link(rate_bps, delay_s, cond["loss"])
     runs = [
-        netsim.simulate(nbytes, link, cond["proto"], n_frames=cond["frames"], fps=fps,
-                        seed=seed + k, tcp="linux", n_boot=10, **fr)  # fmt: skip
+        netsim.simulate(
+            nbytes,
+            link,
+            cond["proto"],
+            n_frames=cond["frames"],
+            fps=fps,
+            seed=seed + k,
+            tcp="linux",
+            n_boot=10,
+            **fr,
+        )
         for k in range(max(1, math.ceil(n_frames / cond["frames"])))
     ]
     lat = np.concatenate([r.latency_s for r in runs])
@@ -174,12 +224,18 @@ def compare(cond: dict, meas: pd.DataFrame, sim: dict, bridge: dict, seed: int) 
     got = np.isfinite(lat)
     m = summarise(lat[got], meas["clean"].to_numpy()[got], sim["p_clean"], seed)
     n = len(meas)
-    row = {**cond, "packets": sim["packets"], "n_measured": n, "bridge_data_frames":
-           bridge["data_a_to_b"], "bridge_dropped": bridge["dropped"],
-           "bridge_loss": bridge["dropped"] / max(bridge["data_a_to_b"], 1),
-           "kernel_drops": bridge["kernel_drops"],
-           "congestion_control": bridge["congestion_control"],
-           **{k: bridge.get(k) for k in bridge if k.startswith("kernel_")}}  # fmt: skip
+    row = {
+        **cond,
+        "packets": sim["packets"],
+        "n_measured": n,
+        "bridge_data_frames": bridge["data_a_to_b"],
+        "bridge_dropped": bridge["dropped"],
+        "bridge_loss": bridge["dropped"] / max(bridge["data_a_to_b"], 1),
+        "kernel_drops": bridge["kernel_drops"],
+        "congestion_control": bridge["congestion_control"],
+        "bridge_log": bridge["bridge_log"],
+        **{k: bridge.get(k) for k in bridge if k.startswith("kernel_")},
+    }
     row.update({f"meas_{k}": v for k, v in m.items()})
     row.update({f"sim_{k}": v for k, v in sim.items()})
     for q in ("p50", "p95"):
@@ -199,8 +255,9 @@ def run(conds, *, rate_bps, delay_s, fps, seed, n_sim, work: Path, log=print) ->
     work.mkdir(parents=True, exist_ok=True)
     measured = {}
     for cond in sorted(conds, key=lambda c: c["loss"]):
-        measured[id(cond)] = measure(cond, rate_bps=rate_bps, delay_s=delay_s, fps=fps,
-                                     seed=seed, work=work)  # fmt: skip
+        measured[id(cond)] = measure(
+            cond, rate_bps=rate_bps, delay_s=delay_s, fps=fps, seed=seed, work=work
+        )
         log(f"measured {cond}: bridge {measured[id(cond)][1]}")
     ref = [c for c in conds if c["loss"] == 0 and c["proto"] == "udp"]
     ref = ref or [c for c in conds if c["loss"] == 0]
@@ -210,8 +267,9 @@ def run(conds, *, rate_bps, delay_s, fps, seed, n_sim, work: Path, log=print) ->
         eff_delay = calibrate(measured[id(c)][0], c["proto"], c["frame_bytes"], rate_bps)
     rows = []
     for cond in conds:
-        sim = simulate(cond, rate_bps=rate_bps, delay_s=eff_delay, fps=fps, n_frames=n_sim,
-                       seed=seed)  # fmt: skip
+        sim = simulate(
+            cond, rate_bps=rate_bps, delay_s=eff_delay, fps=fps, n_frames=n_sim, seed=seed
+        )
         meas, bridge = measured[id(cond)]
         rows.append(compare(cond, meas, sim, bridge, seed))
         rows[-1]["sim_delay_s"] = eff_delay
@@ -223,18 +281,25 @@ def _ms(v) -> str:
 
 
 def table_markdown(rows: list[dict]) -> str:
-    head = ("| protocol | frame | packets | loss | n | p50 measured [95 % CI] | p50 simulated "
-            "| err | p95 measured [95 % CI] | p95 simulated [95 % CI] | err | UDP frame loss "
-            "measured / exact (3σ) | pass |")  # fmt: skip
-    lines = [head, "|" + "---|" * 13]
+    head = (
+        "| protocol | frame | packets | loss | n | p50 measured [95 % CI] | p50 simulated | err "
+        "| p95 measured [95 % CI] | p95 simulated [95 % CI] | err | lossy frames' median "
+        "measured / simulated | UDP frame loss measured / exact (3σ) | pass |"
+    )
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         fl = ""
         if r["proto"] == "udp":
-            fl = (f"{r['meas_frame_loss'] * 100:.1f} % / {r['sim_frame_loss'] * 100:.1f} % "
-                  f"(± {3 * r['frame_loss_sigma'] * 100:.1f})")  # fmt: skip
+            fl = (
+                f"{r['meas_frame_loss'] * 100:.1f} % / {r['sim_frame_loss'] * 100:.1f} % "
+                f"(± {3 * r['frame_loss_sigma'] * 100:.1f})"
+            )
         ok = [r["ok_p50"], r["ok_p95"]] + ([r["ok_frame_loss"]] if r["proto"] == "udp" else [])
-        verdict = "yes" if all(ok) else "no: " + ", ".join(
-            k for k, v in zip(("p50", "p95", "frame loss"), ok, strict=False) if not v
+        verdict = (
+            "yes"
+            if all(ok)
+            else "no: "
+            + ", ".join(k for k, v in zip(("p50", "p95", "frame loss"), ok, strict=False) if not v)
         )
         lines.append(
             f"| {r['proto'].upper()} | {r['frame_bytes']:,} B | {r['packets']} | "
@@ -242,7 +307,8 @@ def table_markdown(rows: list[dict]) -> str:
             f"[{_ms(r['meas_p50_lo'])}, {_ms(r['meas_p50_hi'])}] | {_ms(r['sim_p50'])} | "
             f"{r['err_p50']:+.0%} | {_ms(r['meas_p95'])} [{_ms(r['meas_p95_lo'])}, "
             f"{_ms(r['meas_p95_hi'])}] | {_ms(r['sim_p95'])} [{_ms(r['sim_p95_lo'])}, "
-            f"{_ms(r['sim_p95_hi'])}] | {r['err_p95']:+.0%} | {fl} | {verdict} |"
+            f"{_ms(r['sim_p95_hi'])}] | {r['err_p95']:+.0%} | {_ms(r['meas_lossy_p50'])} "
+            f"(n = {r['meas_n_lossy']}) / {_ms(r['sim_lossy_p50'])} | {fl} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -275,16 +341,26 @@ def main(argv=None) -> int:
         for proto in args.protocols.split(",")
         for b in args.frame_bytes
     ]
-    rows, eff = run(conds, rate_bps=args.rate_mbps * 1e6, delay_s=args.delay_ms / 1e3,
-                    fps=args.fps, seed=args.seed, n_sim=args.sim_frames, work=out / "lossy",
-                    log=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
+    rows, eff = run(
+        conds,
+        rate_bps=args.rate_mbps * 1e6,
+        delay_s=args.delay_ms / 1e3,
+        fps=args.fps,
+        seed=args.seed,
+        n_sim=args.sim_frames,
+        work=out / "lossy",
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     md = table_markdown(rows)
     print(md)
     print(f"simulated one-way delay (calibrated at loss 0): {eff * 1e3:.2f} ms")
     pd.DataFrame(rows).to_csv(out / "lossy.csv", index=False)
     settings = {k: v for k, v in vars(args).items() if k != "out"}
-    (out / "lossy.json").write_text(json.dumps({"settings": settings, "criteria": CRITERIA,
-                                                "sim_delay_s": eff, "rows": rows}, indent=2))  # fmt: skip
+    (out / "lossy.json").write_text(
+        json.dumps(
+            {"settings": settings, "criteria": CRITERIA, "sim_delay_s": eff, "rows": rows}, indent=2
+        )
+    )
     (out / "lossy.md").write_text(md)
     return 0
 

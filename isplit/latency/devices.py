@@ -163,7 +163,10 @@ def resolve(spec: Mapping | str | None, side: str) -> ComputeProfile | None:
 
 def table_markdown(profiles=None) -> str:
     """The profiles as a markdown table, with their sources."""
-    rows = ["| profile | GFLOP/s | per weight layer | max params | source |", "|---|---|---|---|---|"]
+    rows = [
+        "| profile | GFLOP/s | per weight layer | max params | source |",
+        "|---|---|---|---|---|",
+    ]
     for p in profiles or PROFILES.values():
         mp = "—" if p.max_params is None else f"{p.max_params:.3g}"
         rows.append(

@@ -338,8 +338,9 @@ def simulate(
     pct = stats.stratified(
         lat[delivered], clean[delivered], {1: p_clean, 0: 1 - p_clean}, n_boot=n_boot, seed=seed
     )
-    fmax = fps_max(frame_bytes, link, p, device_s=device_s, server_s=server_s, payload=payload,
-                   **hdr)  # fmt: skip
+    fmax = fps_max(
+        frame_bytes, link, p, device_s=device_s, server_s=server_s, payload=payload, **hdr
+    )
     return SimResult(
         latency_s=lat[delivered],
         lost=lost,

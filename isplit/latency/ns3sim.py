@@ -35,13 +35,15 @@ import importlib.util
 
 import numpy as np
 
-from isplit.latency import netsim, stats
 from isplit.latency import loss as lossmod
+from isplit.latency import netsim, stats
 
 UDP_TAG = 8  # frame id (u32), datagram index (u16), datagram count (u16)
 START_S = 1.0  # the stream starts after the handshake
-WIFI = {"wifi-n": ("WIFI_STANDARD_80211n", "HtMcs7", 20), "wifi-ac": ("WIFI_STANDARD_80211ac",
-        "VhtMcs9", 80)}  # fmt: skip
+WIFI = {
+    "wifi-n": ("WIFI_STANDARD_80211n", "HtMcs7", 20),
+    "wifi-ac": ("WIFI_STANDARD_80211ac", "VhtMcs9", 80),
+}
 
 _CPP = r"""
 #include <vector>
@@ -213,8 +215,9 @@ def _wire(ns, nodes, link, loss: float):
     p2p.SetDeviceAttribute("DataRate", ns.DataRateValue(ns.DataRate(int(link.bandwidth_bps))))
     p2p.SetChannelAttribute("Delay", ns.TimeValue(ns.Seconds(link.delay_s)))
     p2p.SetDeviceAttribute("Mtu", ns.UintegerValue(int(link.mtu)))
-    p2p.SetQueue("ns3::DropTailQueue<Packet>", "MaxSize", ns.QueueSizeValue(
-        ns.QueueSize("1000000p")))  # fmt: skip
+    p2p.SetQueue(
+        "ns3::DropTailQueue<Packet>", "MaxSize", ns.QueueSizeValue(ns.QueueSize("1000000p"))
+    )
     devices = p2p.Install(nodes)
     em = ns.CreateObject[ns.RateErrorModel]()
     em.SetAttribute("ErrorRate", ns.DoubleValue(loss))
@@ -228,8 +231,13 @@ def _wifi(ns, nodes, medium: str, loss: float):
     standard, mode, width = WIFI[medium]
     wifi = ns.WifiHelper()
     wifi.SetStandard(getattr(ns, standard))
-    wifi.SetRemoteStationManager("ns3::ConstantRateWifiManager", "DataMode",
-                                 ns.StringValue(mode), "ControlMode", ns.StringValue(mode))  # fmt: skip
+    wifi.SetRemoteStationManager(
+        "ns3::ConstantRateWifiManager",
+        "DataMode",
+        ns.StringValue(mode),
+        "ControlMode",
+        ns.StringValue(mode),
+    )
     channel = ns.YansWifiChannelHelper.Default()
     phy = ns.YansWifiPhyHelper()
     phy.SetChannel(channel.Create())
@@ -314,13 +322,26 @@ def simulate(
     tx.Bind()
     tx.Connect(ns.InetSocketAddress(server, 9).ConvertTo())
     data = int(payload) if tcp else int(payload)
-    wire = netsim.packet_sizes(int(frame_bytes), link.mtu, p, data, app_header=0 if tcp else
-                               UDP_TAG, transport_header=32 if tcp else 8, link_header=2)  # fmt: skip
+    wire = netsim.packet_sizes(
+        int(frame_bytes),
+        link.mtu,
+        p,
+        data,
+        app_header=0 if tcp else UDP_TAG,
+        transport_header=32 if tcp else 8,
+        link_header=2,
+    )
     frame_time = 8 * sum(wire) / link.bandwidth_bps + link.delay_s
     stream = ns.cppyy.gbl.isplit_ns3.FrameStream(
-        tcp, int(frame_bytes), data, int(n_frames), float(fps or 0), float(device_s),
-        float(server_s), frame_time
-    )  # fmt: skip
+        tcp,
+        int(frame_bytes),
+        data,
+        int(n_frames),
+        float(fps or 0),
+        float(device_s),
+        float(server_s),
+        frame_time,
+    )
     stream.Start(tx, rx, START_S)
     ns.cppyy.gbl.isplit_ns3.ScheduleErrorModel(em, START_S - 0.01)
     horizon = START_S + n_frames * (frame_time + device_s + server_s + 1.0 / (fps or 1e9)) + 120
@@ -339,8 +360,9 @@ def simulate(
     p_clean = lossmod.clean_probability(model, k) if medium == "wire" else 1.0
     delivered = ~lost
     # ns-3 does not say which frames lost a packet: one stratum (plain sample percentiles)
-    pct = stats.stratified(lat[delivered], np.ones(int(delivered.sum()), int), {1: 1.0},
-                           n_boot=n_boot, seed=seed)  # fmt: skip
+    pct = stats.stratified(
+        lat[delivered], np.ones(int(delivered.sum()), int), {1: 1.0}, n_boot=n_boot, seed=seed
+    )
     return netsim.SimResult(
         latency_s=lat[delivered],
         lost=lost,
@@ -357,4 +379,3 @@ def simulate(
         percentiles=pct,
         counts={},
     )
-

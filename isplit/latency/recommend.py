@@ -93,12 +93,31 @@ CONSTRAINTS = {
 PROFILE_LIMIT = ("device_memory", "device_params", "device_max_params")
 
 POINT_FIELDS = [
-    "layer", "label", "layer_index", "accuracy", "accuracy_lo", "accuracy_hi", "val_accuracy",
-    "test_accuracy", "test_accuracy_lo", "test_accuracy_hi", "delivered_test_accuracy",
-    "latency_p50_s", "latency_p50_lo_s", "latency_p50_hi_s", "latency_p95_s", "latency_p95_lo_s",
-    "latency_p95_hi_s", "frame_loss", "fps_max", "bytes", "device_s", "server_s",
-    "device_params", "device_flops",
-]  # fmt: skip
+    "layer",
+    "label",
+    "layer_index",
+    "accuracy",
+    "accuracy_lo",
+    "accuracy_hi",
+    "val_accuracy",
+    "test_accuracy",
+    "test_accuracy_lo",
+    "test_accuracy_hi",
+    "delivered_test_accuracy",
+    "latency_p50_s",
+    "latency_p50_lo_s",
+    "latency_p50_hi_s",
+    "latency_p95_s",
+    "latency_p95_lo_s",
+    "latency_p95_hi_s",
+    "frame_loss",
+    "fps_max",
+    "bytes",
+    "device_s",
+    "server_s",
+    "device_params",
+    "device_flops",
+]
 
 
 def candidate_table(

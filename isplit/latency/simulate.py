@@ -72,16 +72,57 @@ from isplit.latency import compute, devices, netsim, profiles, stats
 from isplit.latency import loss as lossmod
 
 COLUMNS = [
-    "layer", "label", "layer_index", "profile", "protocol", "loss", "loss_model", "simulator",
-    "tcp", "bandwidth_bps", "delay_s", "mtu", "bytes", "packets", "wire_bytes",
-    "device_profile", "server_profile", "device_flops", "device_layers", "device_params",
-    "device_max_params", "server_flops", "server_layers", "device_s", "server_s",
-    "latency_p50_s", "latency_p50_lo_s", "latency_p50_hi_s", "latency_p95_s", "latency_p95_lo_s",
-    "latency_p95_hi_s", "latency_mean_s", "n_delivered", "frame_loss", "frame_loss_sim",
-    "frame_loss_sim_lo", "frame_loss_sim_hi", "p_clean", "retransmissions", "rto_count",
-    "tlp_count", "fps_max", "analytic_s", "top1", "val_top1", "delivered_top1",
-    "delivered_val_top1", "n_frames", "fps", "seed",
-]  # fmt: skip
+    "layer",
+    "label",
+    "layer_index",
+    "profile",
+    "protocol",
+    "loss",
+    "loss_model",
+    "simulator",
+    "tcp",
+    "bandwidth_bps",
+    "delay_s",
+    "mtu",
+    "bytes",
+    "packets",
+    "wire_bytes",
+    "device_profile",
+    "server_profile",
+    "device_flops",
+    "device_layers",
+    "device_params",
+    "device_max_params",
+    "server_flops",
+    "server_layers",
+    "device_s",
+    "server_s",
+    "latency_p50_s",
+    "latency_p50_lo_s",
+    "latency_p50_hi_s",
+    "latency_p95_s",
+    "latency_p95_lo_s",
+    "latency_p95_hi_s",
+    "latency_mean_s",
+    "n_delivered",
+    "frame_loss",
+    "frame_loss_sim",
+    "frame_loss_sim_lo",
+    "frame_loss_sim_hi",
+    "p_clean",
+    "retransmissions",
+    "rto_count",
+    "tlp_count",
+    "fps_max",
+    "analytic_s",
+    "top1",
+    "val_top1",
+    "delivered_top1",
+    "delivered_val_top1",
+    "n_frames",
+    "fps",
+    "seed",
+]
 
 
 ACCURACY = ("test", "test_lo", "test_hi", "val", "val_lo", "val_hi")
@@ -220,7 +261,9 @@ def side_times(
     names = [x for x in cands["layer"] if x not in (compute.LC, compute.RC)]
     t = compute.side_times(local, spec, side=side, layers=names, stat=stat)
     scale = float(spec.get("scale", 1.0))
-    name = f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
+    name = (
+        f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
+    )
     return t, name, np.nan
 
 

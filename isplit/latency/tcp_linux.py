@@ -81,8 +81,19 @@ class _Run:
     """One stream: sender, link both ways, receiver. Segment numbers run over the whole stream
     (frame ``i`` = segments ``i·m … i·m + m − 1``)."""
 
-    def __init__(self, sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack_bytes,
-                 opts: TcpOptions):  # fmt: skip
+    def __init__(
+        self,
+        sizes,
+        link,
+        n_frames,
+        fps,
+        device_s,
+        server_s,
+        loss,
+        ack_loss,
+        ack_bytes,
+        opts: TcpOptions,
+    ):
         self.m, self.n_frames = len(sizes), n_frames
         n = self.m * n_frames
         self.ser = [8 * s / link.bandwidth_bps for s in sizes]
@@ -314,9 +325,13 @@ class _Run:
         advanced = self.snd_una > prior_una
         # RTT: the echoed timestamp when the cumulative ACK moved (valid for retransmissions
         # too), else the newest SACKed segment never retransmitted (tcp_ack_update_rtt)
-        r = t - echo if advanced else min(
-            (t - self.xmit[s] for s in sacks if self.sacked[s] and not self.ever[s]),
-            default=None,
+        r = (
+            t - echo
+            if advanced
+            else min(
+                (t - self.xmit[s] for s in sacks if self.sacked[s] and not self.ever[s]),
+                default=None,
+            )
         )
         if r is not None and delivered:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
@@ -439,7 +454,9 @@ class _Run:
             if self.ooo:
                 immediate = True  # filled (part of) a hole
                 self.ooo -= self.rcv_nxt - start - 1
-            while self.next_frame < self.n_frames and self.rcv_nxt >= (self.next_frame + 1) * self.m:
+            while (
+                self.next_frame < self.n_frames and self.rcv_nxt >= (self.next_frame + 1) * self.m
+            ):
                 self._deliver(t)
                 immediate = True  # the answer to the frame carries the ACK
             self.pending_acks += 1
@@ -499,8 +516,9 @@ class _Run:
         return self
 
 
-def simulate(sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack_bytes,
-             opts: TcpOptions):  # fmt: skip
+def simulate(
+    sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack_bytes, opts: TcpOptions
+):
     """Run the stream; per frame: delivery time at the receiver, capture time, and whether one
     of its own packets was lost on first transmission (``dirty``), plus event counts."""
     run = _Run(sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack_bytes, opts)

@@ -24,8 +24,20 @@ RTO_MAX_S = 60.0  # RFC 6298 (2.5): an upper bound on the backed-off RTO
 _LINK_FREE, _ACK, _ARRIVE, _RTO, _READY = range(5)
 
 
-def simulate(sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack_bytes,
-             rto_s, dupacks, window):  # fmt: skip
+def simulate(
+    sizes,
+    link,
+    n_frames,
+    fps,
+    device_s,
+    server_s,
+    loss,
+    ack_loss,
+    ack_bytes,
+    rto_s,
+    dupacks,
+    window,
+):
     """Run the stream; per frame: delivery time at the receiver, capture time, whether one of
     its own packets was lost on first transmission (``dirty``), and event counts."""
     m = len(sizes)
@@ -180,5 +192,3 @@ def simulate(sizes, link, n_frames, fps, device_s, server_s, loss, ack_loss, ack
 
     counts = {"retransmissions": retransmissions, "rto": rtos, "tlp": 0, "recoveries": 0}
     return delivered, capture, dirty, counts
-
-

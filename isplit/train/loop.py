@@ -102,7 +102,10 @@ def cross_entropy(cfg: TrainSettings, train_set: Dataset, device) -> nn.CrossEnt
     weighted by n / (K × its count), so a rare class weighs as much as a common one."""
     weight = None
     if cfg.class_weights == "balanced":
-        labels = np.asarray(getattr(train_set, "labels", None))
+        labels = getattr(train_set, "labels", None)
+        if labels is None and hasattr(train_set, "tensors"):  # cached head outputs
+            labels = train_set.tensors[1].numpy()
+        labels = np.asarray(labels)
         if labels.ndim != 1 or not len(labels):
             raise ValueError("class_weights: balanced needs a dataset with labels")
         counts = np.bincount(labels, minlength=int(labels.max()) + 1).astype(float)
@@ -144,8 +147,8 @@ def fit(
     checkpoint = Path(checkpoint)
     model.to(device)
     epochs, bs = cfg.epochs, cfg.batch_size
-    ce = cross_entropy(cfg, train_set, device)
     if loss_fn is None:
+        ce = cross_entropy(cfg, train_set, device)
 
         def loss_fn(m, x, y):
             logits = m(x)

@@ -18,9 +18,15 @@ def test_short_lossy_validation(tmp_path):
         for proto in ("tcp", "udp")
     ]
     rows, delay = lossy_validation.run(
-        conds, rate_bps=10e6, delay_s=0.01, fps=20, seed=0, n_sim=400, work=tmp_path,
+        conds,
+        rate_bps=10e6,
+        delay_s=0.01,
+        fps=20,
+        seed=0,
+        n_sim=400,
+        work=tmp_path,
         log=lambda m: None,
-    )  # fmt: skip
+    )
     assert 0.009 < delay < 0.013  # the bridge's 10 ms plus its forwarding time
     for r in rows:
         assert r["kernel_drops"] == 0, r  # only the bridge's own, seeded drops are losses

@@ -28,8 +28,9 @@ def test_ns3_and_builtin_agree_on_a_point_to_point_link():
     # the first frame waits for slow start in both (how each grows the window per ACK differs)
     assert ns3.latency_s[0] == pytest.approx(ours.latency_s[0], rel=0.05)
     udp = ns3sim.simulate(10_000, link, "udp", n_frames=30, payload=1448)
-    np.testing.assert_allclose(udp.latency_s, netsim.analytic_latency(10_000, link, "udp", **UDP),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        udp.latency_s, netsim.analytic_latency(10_000, link, "udp", **UDP), rtol=1e-6
+    )
 
     # 2 % loss: the medians agree (losses repaired within about an RTT in both); the tails do
     # not have to — ns-3 has no RACK or tail loss probe (docs/latency.md)

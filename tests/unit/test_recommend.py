@@ -289,7 +289,14 @@ def test_recommendation_at_five_percent_loss_is_the_same_for_five_seeds(tmp_path
             out_json=tmp_path / "recommendation.json",
         )
         answers.append(
-            [(g["profile"], g["protocol"], (g["recommended"] or g["nearest_miss"])["layer"],
-              g["status"]) for g in rec["groups"]]  # fmt: skip
+            [
+                (
+                    g["profile"],
+                    g["protocol"],
+                    (g["recommended"] or g["nearest_miss"])["layer"],
+                    g["status"],
+                )
+                for g in rec["groups"]
+            ]
         )
     assert all(a == answers[0] for a in answers), answers
