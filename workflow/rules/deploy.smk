@@ -5,6 +5,8 @@ rule export_split:
         directory("results/{exp}/deploy/{layer}"),
     log:
         "logs/export_split/{exp}/{layer}.log",
+    benchmark:
+        "benchmarks/export_split/{exp}/{layer}.tsv"
     conda:
         "../envs/isplit.yaml"
     resources:

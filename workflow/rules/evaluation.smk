@@ -12,6 +12,8 @@ rule gather_splits:
         quality="results/{exp}/quality.json",
     log:
         "logs/gather_splits/{exp}.log",
+    benchmark:
+        "benchmarks/gather_splits/{exp}.tsv"
     conda:
         "../envs/isplit.yaml"
     resources:
