@@ -19,7 +19,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(PIP) install -q $(TORCH_PINS)
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,ns3]"
 	touch $@
 
 run: $(STAMP)

@@ -59,8 +59,20 @@ def profile(model_path, out_path, repeats, warmup, threads, splits):
 @click.option("--input-size", type=int, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the latency section (JSON)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--metric", type=click.Choice(["top1", "balanced_accuracy"]), default="top1")
+@click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
 @click.option("--out", "out_path", type=PATH, required=True)
-def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cfg, seed, out_path):
+def simulate_latency(
+    splits_path,
+    compute_path,
+    finetune_metrics,
+    input_size,
+    cfg,
+    seed,
+    metric,
+    camera_path,
+    out_path,
+):
     """Packet-level latency of every candidate (splits, LC, RC) under the network profiles,
     with named device/server compute profiles or timings → OUT."""
     from isplit.latency import simulate
@@ -73,6 +85,8 @@ def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cf
         cfg=cfg,
         out_path=out_path,
         seed=seed,
+        metric=metric,
+        camera_path=camera_path,
     )
     click.echo(f"{len(df)} rows -> {out_path}")
 
@@ -90,10 +104,12 @@ def simulate_latency(splits_path, compute_path, finetune_metrics, input_size, cf
     help="the accuracy chosen on (validation) and reported (test)",
 )
 @click.option("--out", "out_json", type=PATH, required=True)
-def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json):
+@click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
+def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json, camera_path):
     """The candidate meeting the QoS constraints per network profile, protocol and loss level,
     chosen on validation accuracy → OUT (JSON)."""
     from isplit.latency import recommend as rec
+    from isplit.latency import recommend_text
 
     result = rec.run(
         latency_path=latency_path,
@@ -102,5 +118,6 @@ def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json
         cfg=cfg,
         out_json=out_json,
         metric=metric,
+        camera_path=camera_path,
     )
-    click.echo(rec.markdown_table(result))
+    click.echo(recommend_text.markdown_table(result))

@@ -9,9 +9,10 @@ for LC and RC), so every statistic can be recomputed on the same bootstrap repli
 ``splits.parquet`` columns: ``layer, layer_index, label, cui, log10_cui, reasons``; for each
 ``metric`` in (``top1``, ``balanced_accuracy``) the test mean ``<metric>`` with ``<metric>_lo``
 and ``<metric>_hi`` (95 % interval over images and seeds) and the same for validation
-(``val_<metric>…``); ``macro_f1`` (test, mean over seeds); ``acc:<class>`` (test recall of each
-class, mean over seeds); ``n_seeds``; the costs of :data:`COST_COLUMNS` (from the first seed:
-the architecture does not depend on it); ``train_seconds`` (mean).
+(``val_<metric>…``); ``macro_f1`` (test, mean over seeds); ``acc:<class>`` and
+``val_acc:<class>`` (test and validation recall of each class, mean over seeds); ``n_seeds``;
+the costs of :data:`COST_COLUMNS` (from the first seed: the architecture does not depend on
+it); ``train_seconds`` (mean).
 """
 
 from __future__ import annotations
@@ -129,7 +130,12 @@ def gather(
         f1.append(np.mean([m["test"].get("macro_f1", np.nan) for m in ms]))
         seconds.append(np.mean([m.get("train_seconds", np.nan) for m in ms]))
         recalls.append(
-            {f"acc:{c}": np.mean([m["test"]["per_class"][c] for m in ms]) for c in classes}
+            {
+                **{f"acc:{c}": np.mean([m["test"]["per_class"][c] for m in ms]) for c in classes},
+                **{
+                    f"val_acc:{c}": np.mean([m["val"]["per_class"][c] for m in ms]) for c in classes
+                },
+            }
         )
     rows["macro_f1"] = f1
     rows["train_seconds"] = seconds

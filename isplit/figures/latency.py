@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from isplit.figures import style
 from isplit.figures.style import Mark
+from isplit.latency.candidates import is_endpoint
 from isplit.latency.compute import LC, RC
 
 STEM = "latency_accuracy"
@@ -73,8 +74,6 @@ def latency_figure(
     rec = json.loads(Path(recommendation_path).read_text())
     splits = pd.read_parquet(splits_path)
     labels = dict(zip(splits["layer"].astype(str), splits["label"].astype(str), strict=True))
-    labels.update({LC: LC, RC: RC})
-    acc = {k: (np.nan if v is None else v) for k, v in rec["accuracy"].items()}
     cons = rec["constraints"]
     profiles = list(dict.fromkeys(lat["profile"]))
     n = len(profiles)
@@ -94,7 +93,10 @@ def latency_figure(
         finite = pd.concat([finite, pd.Series([float(cons["max_p95_s"])])])
     for i, (profile, proto, lv, d) in enumerate(shown):
         ax = axes[i // cols][i % cols]
-        d["accuracy"] = d["layer"].map(acc).astype(float)
+        # what the recommendation compares: validation accuracy over all frames sent
+        kept = 1.0 - d["frame_loss"].astype(float)
+        val = d["layer"].map(rec["accuracy"]).astype(float)
+        d["accuracy"] = d.get("delivered_val_top1", val * kept).astype(float)
         _panel(ax, d, _group(rec, profile, proto, lv) or {}, labels, cons)
         if len(finite):
             ax.set_xlim(float(finite.min()) / 1.5, float(finite.max()) * 1.5)
@@ -108,7 +110,7 @@ def latency_figure(
         if i // cols == rows - 1 or i + cols >= n:
             ax.set_xlabel("p95 frame latency (s, log)")
         if i % cols == 0:
-            ax.set_ylabel(_acc_label(cons.get("classes")))
+            ax.set_ylabel(_acc_label(cons.get("classes"), rec.get("metric", "top1")))
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     _legend(fig, used={lab for ax in fig.axes for lab in ax.get_legend_handles_labels()[1]})
@@ -119,20 +121,27 @@ def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> None:
     """One profile's points ``d`` with its recommendation group ``g``."""
     feasible = set(g.get("feasible", []))
     ok = d["layer"].isin(feasible)
-    ends = d["layer"].isin([LC, RC])
+    ends = d["layer"].map(is_endpoint)
     for sel, face in ((ok & ~ends, "tab:blue"), (~ok & ~ends, "none")):
         SPLIT.scatter(ax, d.loc[sel, "latency_p95_s"], d.loc[sel, "accuracy"], facecolors=face)
     chosen, miss = g.get("recommended"), g.get("nearest_miss")
     named = {x["layer"] for x in (chosen, miss) if x}
-    for end, mark in ((LC, LC_MARK), (RC, RC_MARK)):
+    for end in d.loc[ends, "layer"]:
+        mark = LC_MARK if end == LC else RC_MARK
         e = d[d["layer"] == end]
         if e.empty or not np.isfinite(e["latency_p95_s"]).all():
             continue
         x, y = float(e["latency_p95_s"].iloc[0]), float(e["accuracy"].iloc[0])
         mark.scatter(ax, [x], [y], facecolors=mark.edge if end in feasible else "none")
         if end not in named:  # the chosen point / nearest miss get their own label
+            text = end.removeprefix(RC + "-") if end != RC else end
             ax.annotate(
-                end, (x, y), xytext=(6, -4), textcoords="offset points", fontsize=8, color=mark.edge
+                text,
+                (x, y),
+                xytext=(6, -4),
+                textcoords="offset points",
+                fontsize=8,
+                color=mark.edge,
             )
     front = pd.DataFrame(g.get("pareto", []))
     if not front.empty:
@@ -175,7 +184,7 @@ def _legend(fig: Figure, used: set[str]) -> None:
         (SPLIT.handle(markerfacecolor=SPLIT.edge), "split, meets QoS (filled)"),
         (SPLIT.handle(), "split, fails QoS (hollow)"),
         (LC_MARK.handle(), "LC: whole model on device"),
-        (RC_MARK.handle(), "RC: raw frame to server"),
+        (RC_MARK.handle(), "RC: the camera frame to the server (raw, JPEG)"),
         (FRONT.handle(ls="-", color=FRONT.edge), "Pareto front"),
     ]
     if "recommended" in used:
@@ -188,9 +197,10 @@ def _legend(fig: Figure, used: set[str]) -> None:
     style.legend_below(fig, handles, labels, ncol=4, markerscale=1.0)
 
 
-def _acc_label(classes) -> str:
+def _acc_label(classes, metric: str = "top1") -> str:
+    what = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}[metric]
     if not classes:
-        return "test top-1 accuracy"
+        return f"validation {what}, lost frames wrong"
     if len(classes) <= 3:
-        return f"mean test accuracy of {', '.join(map(str, classes))}"
-    return f"mean test accuracy of {len(classes)} classes"
+        return f"mean validation recall of {', '.join(map(str, classes))}"
+    return f"mean validation recall of {len(classes)} classes"

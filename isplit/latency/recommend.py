@@ -3,18 +3,16 @@ docs/method.md §5, docs/latency.md).
 
 SEI leaves this step to the reader of its logs; here it is a rule. For each network profile ×
 protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC and
-RC (:func:`isplit.latency.simulate.endpoints`).
+RC (:func:`isplit.latency.candidates.endpoints`).
 
 **Accuracy that counts.** A lost UDP frame gets no answer, so the accuracy an application sees
 over the frames it sends is the *delivered* accuracy, ``accuracy × (1 − frame_loss)`` (a lost
 frame counts as wrong; over TCP it equals the accuracy). That is the number the accuracy
 constraint and the ranking use; the plain accuracy is shown beside it.
 
-**Chosen on validation.** Choices are made on the validation accuracy of the experiment's
-``metric`` (``top1`` by default; ``val_<metric>`` in ``splits.parquet``, ``val`` in the fine-tuned
-model's metrics for LC/RC) and the test accuracy is reported beside it; nothing is chosen on
-test data. With ``classes`` the accuracy is the mean test recall of those classes (no
-per-class validation recall is recorded), which the answer states.
+**Chosen on validation** accuracy of the experiment's ``metric`` (``top1`` by default), test
+reported beside it; nothing is chosen on test data — except with ``classes``: the mean test
+recall of those classes (no per-class validation recall is recorded), as the answer states.
 
 A candidate is *feasible* when it meets every configured constraint (``qos`` section; ``None`` =
 no constraint) and the device profile's memory:
@@ -79,17 +77,10 @@ import pandas as pd
 from isplit.config import settings
 from isplit.evaluation.pareto import pareto_front
 from isplit.io.files import write_json
-from isplit.latency.compute import LC, RC
-from isplit.latency.simulate import endpoints
+from isplit.latency.candidates import endpoints, is_endpoint
+from isplit.latency.recommend_text import CONSTRAINTS, fmt_excess, fmt_s
 
 # constraint → (candidate column, kind: "max"/"min", normalisation: "relative"/"absolute")
-CONSTRAINTS = {
-    "max_p95_s": ("latency_p95_s", "max", "relative"),
-    "min_accuracy": ("accuracy", "min", "absolute"),
-    "max_device_params": ("device_params", "max", "relative"),
-    "max_device_flops": ("device_flops", "max", "relative"),
-    "max_frame_loss": ("frame_loss", "max", "absolute"),
-}
 PROFILE_LIMIT = ("device_memory", "device_params", "device_max_params")
 
 POINT_FIELDS = [
@@ -121,10 +112,15 @@ POINT_FIELDS = [
 
 
 def candidate_table(
-    splits: pd.DataFrame, finetune: Mapping | None, classes: list[str] | None, metric: str
+    splits: pd.DataFrame,
+    finetune: Mapping | None,
+    classes: list[str] | None,
+    metric: str,
+    camera: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Validation and test accuracy (with intervals) of every candidate, one row per layer."""
-    c = endpoints(splits, finetune, metric=metric)
+    """Validation and test accuracy (with intervals) of every candidate, one row per layer.
+    With ``classes``: the mean recall of those classes, validation (chosen on) and test."""
+    c = endpoints(splits, finetune, metric=metric, camera=camera)
     keep = ["layer", "val", "val_lo", "val_hi", "test", "test_lo", "test_hi"]
     out = c[keep + ["device_params", "device_flops"]].copy()
     if classes:
@@ -133,11 +129,15 @@ def candidate_table(
         if missing:
             have = sorted(k[4:] for k in c.columns if k.startswith("acc:"))
             raise ValueError(f"qos.classes: unknown classes {missing}; known: {have}")
-        if c.loc[c["layer"].isin([LC, RC]), cols].isna().any().any() and finetune is not None:
-            raise ValueError(f"qos.classes: the fine-tuned metrics lack some of {classes}")
-        acc = c[cols].mean(axis=1)
-        for k in ("val", "val_lo", "val_hi", "test", "test_lo", "test_hi"):
-            out[k] = acc
+        val_cols = [f"val_acc:{k}" for k in classes]
+        if any(k not in c.columns for k in val_cols):
+            raise ValueError("qos.classes needs per-class validation recalls: rerun gather_splits")
+        test, val = c[cols].mean(axis=1), c[val_cols].mean(axis=1)
+        # per-class recalls carry no interval here: the point value stands for both ends
+        for k, v in (("val", val), ("val_lo", val), ("val_hi", val)):
+            out[k] = v
+        for k, v in (("test", test), ("test_lo", test), ("test_hi", test)):
+            out[k] = v
     return out
 
 
@@ -245,7 +245,7 @@ def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
         out["nearest_miss"] = None
         out["message"] = (
             f"{best['label']}: accuracy {best['accuracy']:.4f} (validation, delivered), "
-            f"p95 {_fmt_s(best['latency_p95_s'])}"
+            f"p95 {fmt_s(best['latency_p95_s'])}"
             + (f"; tied on accuracy with {len(tied) - 1} other(s)" if len(tied) > 1 else "")
         )
     else:
@@ -254,27 +254,10 @@ def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
         out["tied"] = []
         out["recommended"] = None
         out["nearest_miss"] = {**_point(r), "violation": _num(score), "violations": v}
-        broken = "; ".join(f"{x['constraint']} by {_fmt_excess(x)}" for x in v)
+        broken = "; ".join(f"{x['constraint']} by {fmt_excess(x)}" for x in v)
         out["message"] = f"nothing meets the constraints; nearest miss {r['label']} ({broken})"
     out["pareto"] = [_point(r) for r in front(points).to_dict("records")]
     return out
-
-
-def _fmt_s(v) -> str:
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
-
-
-def _fmt_excess(x: Mapping) -> str:
-    e = x["excess"]
-    if e is None:
-        return "no frame delivered" if x["constraint"] == "max_p95_s" else "n/a"
-    if x["constraint"] == "max_p95_s":
-        return f"+{_fmt_s(e)}"
-    if x["constraint"] in ("min_accuracy", "max_frame_loss"):
-        return f"{e * 100:.2f} points"
-    return f"+{e:.4g} ({e / x['limit'] * 100:.1f} %)" if x["limit"] else f"+{e:.4g}"
 
 
 def points_table(lat: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
@@ -310,6 +293,7 @@ def run(
     cfg: Mapping | None,
     out_json: str | Path,
     metric: str = "top1",
+    camera_path: str | Path | None = None,
 ) -> dict:
     """Write ``recommendation.json`` (schema in the module docstring) atomically and return it.
 
@@ -323,10 +307,11 @@ def run(
     if finetune_metrics_path is not None:
         finetune = json.loads(Path(finetune_metrics_path).read_text())
     classes = list(q["classes"]) if q["classes"] else None
-    cand = candidate_table(splits, finetune, classes, metric)
+    camera = pd.read_parquet(camera_path) if camera_path else None
+    cand = candidate_table(splits, finetune, classes, metric, camera)
     pts = points_table(lat, cand)
     if not q["include_endpoints"]:
-        pts = pts[~pts["layer"].isin([LC, RC])]
+        pts = pts[~pts["layer"].map(is_endpoint)]
     groups = []
     keys = ["profile", "protocol", "loss"]
     order = {p: i for i, p in enumerate(dict.fromkeys(lat["profile"]))}
@@ -348,13 +333,13 @@ def run(
             }
         )
     if classes:
-        what = f"mean test recall of classes {classes} (no per-class validation recall exists)"
+        what = f"mean validation recall of classes {classes} (test beside it)"
     else:
         what = f"validation {metric} (test {metric} beside it)"
     out = {
         "constraints": q,
         "metric": metric,
-        "selection": "validation" if not classes else "test (per-class)",
+        "selection": "validation",
         "accuracy_metric": f"{what}; UDP: x (1 - frame loss), a lost frame counts as wrong",
         "accuracy": {r["layer"]: _num(r["val"]) for r in cand.to_dict("records")},
         "test_accuracy": {r["layer"]: _num(r["test"]) for r in cand.to_dict("records")},
@@ -362,61 +347,3 @@ def run(
     }
     write_json(out_json, out, allow_nan=False)
     return out
-
-
-def markdown_table(rec: Mapping | str | Path) -> str:
-    """The recommendations as a markdown table (one row per profile × protocol × loss)."""
-    if not isinstance(rec, Mapping):
-        rec = json.loads(Path(rec).read_text())
-    c = {k: v for k, v in rec["constraints"].items() if v is not None and k in CONSTRAINTS}
-    lines = []
-    if c:
-        lines.append("Constraints: " + ", ".join(f"{k} = {v}" for k, v in c.items()) + ".")
-    else:
-        lines.append("No constraints configured: the most accurate split wins.")
-    lines.append(f"Accuracy: {rec['accuracy_metric']}. Latency: p50 and p95 with 95 % intervals.")
-    lines.append("")
-    lines.append(
-        "| profile | protocol | loss | split | accuracy (val, delivered) | test | p50 | p95 "
-        "| frame loss | device params | note |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for g in rec["groups"]:
-        p = g["recommended"] or g["nearest_miss"]
-        if g["status"] == "ok":
-            note = f"{g['n_feasible']}/{g['n_candidates']} feasible"
-            if len(g.get("tied", [])) > 1:
-                note += f", {len(g['tied'])} tied on accuracy"
-        else:
-            note = "**nothing meets the constraints**; nearest miss: " + "; ".join(
-                f"{x['constraint']} {_fmt_excess(x)}" for x in g["nearest_miss"]["violations"]
-            )
-        split = p["label"] if g["status"] == "ok" else f"({p['label']})"
-        lines.append(
-            f"| {g['profile']} | {g['protocol']} | {g['loss'] * 100:g} % | {split} | "
-            f"{_fmt_acc(p['accuracy'])} | {_fmt_acc(p.get('test_accuracy'))} | "
-            f"{_fmt_ci(p, 'latency_p50')} | {_fmt_ci(p, 'latency_p95')} | "
-            f"{_fmt_pct(p['frame_loss'])} | {_fmt_num(p['device_params'])} | {note} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _fmt_ci(p: Mapping, stem: str) -> str:
-    v, lo, hi = p.get(f"{stem}_s"), p.get(f"{stem}_lo_s"), p.get(f"{stem}_hi_s")
-    if lo is None or hi is None or v is None or lo == hi:
-        return _fmt_s(v)
-    return f"{_fmt_s(v)} [{_fmt_s(lo)}, {_fmt_s(hi)}]"
-
-
-def _fmt_acc(v) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
-
-
-def _fmt_pct(v) -> str:
-    return "n/a" if v is None else f"{v * 100:.1f} %"
-
-
-def _fmt_num(v) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"

@@ -13,7 +13,8 @@ loss level:
 =====================  =================================================================
 column                 meaning
 =====================  =================================================================
-layer                  candidate: split layer (module name), ``LC`` or ``RC``
+layer                  candidate: split layer (module name), ``LC``, or ``RC`` / the camera's
+                       options ``RC-raw``, ``RC-jpeg<q>`` (:func:`endpoints`)
 label, layer_index     from ``splits.parquet`` (LC: index −1 … RC: len; label = name)
 profile                network profile name (:mod:`.profiles`)
 protocol               ``tcp`` or ``udp``
@@ -49,7 +50,8 @@ retransmissions,       TCP events over the run (retransmitted packets, timeouts,
 rto_count, tlp_count   probes)
 fps_max                1 / max(device_s, serialisation of one frame, server_s)
 analytic_s             zero-loss closed form (:func:`.netsim.analytic_latency`)
-top1, val_top1         test and validation top-1 of the candidate (LC, RC: fine-tuned model)
+top1, val_top1         test and validation accuracy of the candidate in the experiment's
+                       metric (top-1 or balanced accuracy; the column names keep "top1")
 delivered_top1,        the same × (1 − frame_loss): accuracy over all frames sent, a lost
 delivered_val_top1     frame counting as wrong (= top1 over TCP)
 n_frames, fps, seed    simulation settings (fps NaN = closed loop)
@@ -70,6 +72,7 @@ from isplit.config import LatencySettings, settings
 from isplit.io.files import write_table
 from isplit.latency import compute, devices, netsim, profiles, stats
 from isplit.latency import loss as lossmod
+from isplit.latency.candidates import endpoints, is_endpoint
 
 COLUMNS = [
     "layer",
@@ -125,120 +128,6 @@ COLUMNS = [
 ]
 
 
-ACCURACY = ("test", "test_lo", "test_hi", "val", "val_lo", "val_hi")
-WORK = ("device_flops", "device_layers", "device_params", "server_flops", "server_layers")
-
-
-def _col(s: pd.DataFrame, name: str, fallback: str | None = None) -> pd.Series:
-    if name in s:
-        return s[name].astype(float)
-    if fallback is not None and fallback in s:
-        return s[fallback].astype(float)
-    return pd.Series(np.nan, index=s.index)
-
-
-def _end_accuracy(finetune: Mapping | None, metric: str) -> dict:
-    out = dict.fromkeys(ACCURACY, np.nan)
-    if finetune is None:
-        return out
-    for split, key in (("test", "test"), ("val", "val")):
-        m = finetune.get(split, {})
-        if metric not in m:
-            continue
-        v = float(m[metric])
-        lo, hi = (m.get(f"{metric}_lo"), m.get(f"{metric}_hi"))
-        if lo is None and m.get("n"):
-            lo, hi = stats.wilson(round(v * m["n"]), int(m["n"]))
-        out[key] = v
-        out[f"{key}_lo"] = v if lo is None else float(lo)
-        out[f"{key}_hi"] = v if hi is None else float(hi)
-    return out
-
-
-def endpoints(
-    splits: pd.DataFrame,
-    finetune: Mapping | None,
-    *,
-    input_size: int | None = None,
-    metric: str = "top1",
-) -> pd.DataFrame:
-    """The candidates, one row each: the splits in probe order between LC (first) and RC
-    (last), with ``bytes``, the work of :data:`WORK` and the accuracies of :data:`ACCURACY`.
-
-    A candidate is just (name, bytes per frame, device FLOPs / weight layers / parameters,
-    server FLOPs / weight layers, accuracies); nothing downstream treats LC and RC specially,
-    so another sending option (a camera's raw frame, a JPEG at some quality) is one more row.
-    The whole model is any split's head + tail (the bottleneck is not part of it); RC sends the
-    raw uint8 frame at the model's input size (:func:`.compute.rc_bytes`; −1 without
-    ``input_size``).
-
-    Accuracies, for one ``metric`` (``top1`` or ``balanced_accuracy``): ``test`` and ``val``
-    (choices are made on validation, test is reported beside it) with 95 % intervals
-    ``*_lo``/``*_hi`` — splits: the columns ``<metric>[_lo|_hi]`` and ``val_<metric>[_lo|_hi]``
-    of ``splits.parquet``, the point value where the intervals are absent; LC/RC: the
-    fine-tuned model's ``metrics.json``, with a Wilson interval over its ``n`` images when it
-    has none. Per-class test recalls as ``acc:<class>``.
-    """
-    s = splits.sort_values("layer_index") if "layer_index" in splits else splits
-    s = s.reset_index(drop=True)
-    rows = pd.DataFrame(
-        {
-            "layer": s["layer"].astype(str),
-            "label": s["label"].astype(str) if "label" in s else s["layer"].astype(str),
-            "layer_index": s["layer_index"].astype(int) if "layer_index" in s else range(len(s)),
-            "bytes": s["bytes"].astype(int),
-            "device_flops": (s["head_flops"] + s["encoder_flops"]).astype(float),
-            "device_layers": _col(s, "head_layers") + _col(s, "encoder_layers"),
-            "device_params": (s["head_params"] + s["encoder_params"]).astype(float),
-            "server_flops": (s["decoder_flops"] + s["tail_flops"]).astype(float),
-            "server_layers": _col(s, "decoder_layers") + _col(s, "tail_layers"),
-            "test": _col(s, metric),
-            "val": _col(s, f"val_{metric}"),
-        }
-    )
-    for split in ("test", "val"):
-        prefix = "" if split == "test" else "val_"
-        rows[f"{split}_lo"] = _col(s, f"{prefix}{metric}_lo", f"{prefix}{metric}")
-        rows[f"{split}_hi"] = _col(s, f"{prefix}{metric}_hi", f"{prefix}{metric}")
-    for c in [c for c in s.columns if c.startswith("acc:")]:
-        rows[c] = s[c].astype(float)
-    whole = {
-        "flops": float(s["head_flops"].iloc[0] + s["tail_flops"].iloc[0]) if len(s) else np.nan,
-        "layers": float(_col(s, "head_layers").iloc[0] + _col(s, "tail_layers").iloc[0])
-        if len(s)
-        else np.nan,
-        "params": float(s["head_params"].iloc[0] + s["tail_params"].iloc[0]) if len(s) else np.nan,
-    }
-    acc = _end_accuracy(finetune, metric)
-    per_class = (finetune or {}).get("test", {}).get("per_class", {})
-    n = int(rows["layer_index"].max()) + 1 if len(rows) else 0
-    ends = []
-    for name, index, nbytes, on_device in (
-        (compute.LC, -1, compute.LC_RESULT_BYTES, True),
-        (compute.RC, n, compute.rc_bytes(input_size) if input_size else -1, False),
-    ):
-        dev = dict(zip(("flops", "layers", "params"), (whole[k] for k in whole), strict=True))
-        zero = {k: 0.0 for k in dev}
-        d, srv = (dev, zero) if on_device else (zero, dev)
-        ends.append(
-            {
-                "layer": name,
-                "label": name,
-                "layer_index": index,
-                "bytes": nbytes,
-                "device_flops": d["flops"],
-                "device_layers": d["layers"],
-                "device_params": d["params"],
-                "server_flops": srv["flops"],
-                "server_layers": srv["layers"],
-                **acc,
-                **{c: float(per_class.get(c[4:], np.nan)) for c in rows if c.startswith("acc:")},
-            }
-        )
-    out = pd.concat([pd.DataFrame(ends[:1]), rows, pd.DataFrame(ends[1:])], ignore_index=True)
-    return out.astype({"layer_index": int, "bytes": int})
-
-
 def side_times(
     cands: pd.DataFrame, spec, side: str, compute_path, stat: str
 ) -> tuple[dict, str, float]:
@@ -258,8 +147,11 @@ def side_times(
     if compute_path is None:
         raise ValueError(f"latency.{side} = {dict(spec)} times this machine: needs --compute")
     local = pd.read_parquet(compute_path)
-    names = [x for x in cands["layer"] if x not in (compute.LC, compute.RC)]
+    names = [x for x in cands["layer"] if not is_endpoint(x)]
     t = compute.side_times(local, spec, side=side, layers=names, stat=stat)
+    # the camera options were not timed: each costs what RC's whole model costs (its encoding
+    # and resizing are not measured on this machine)
+    t.update({x: t[compute.RC] for x in cands["layer"] if x.startswith(compute.RC + "-")})
     scale = float(spec.get("scale", 1.0))
     name = (
         f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
@@ -286,8 +178,12 @@ def run_simulation(
     cfg: LatencySettings | Mapping | None,
     out_path: str | Path,
     seed: int = 0,
+    metric: str = "top1",
+    camera_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Simulate every candidate over every selected profile × protocol × loss level.
+    ``camera_path`` (``camera.parquet``) makes the camera frame the input (:func:`endpoints`);
+    the accuracy columns are the experiment's ``metric``.
 
     Every simulation uses the same ``seed`` (common random numbers): candidates are compared
     under the same draws. ``compute_path`` (the local timing table) is needed only when a side
@@ -299,7 +195,8 @@ def run_simulation(
     finetune = None
     if finetune_metrics_path is not None:
         finetune = json.loads(Path(finetune_metrics_path).read_text())
-    cands = endpoints(splits, finetune, input_size=int(input_size), metric="top1")
+    camera = pd.read_parquet(camera_path) if camera_path else None
+    cands = endpoints(splits, finetune, input_size=int(input_size), metric=metric, camera=camera)
     dev, dev_name, dev_limit = side_times(cands, st.device, "device", compute_path, st.compute_stat)
     srv, srv_name, _ = side_times(cands, st.server, "server", compute_path, st.compute_stat)
     fps = st.fps
@@ -401,4 +298,4 @@ def run_simulation(
     return df
 
 
-__all__ = ["ACCURACY", "COLUMNS", "WORK", "endpoints", "run_simulation", "side_times"]
+__all__ = ["COLUMNS", "run_simulation", "side_times"]

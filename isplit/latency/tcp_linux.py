@@ -25,12 +25,10 @@ loss, and is therefore modelled (the Linux source file and function in brackets)
   taken from the timestamp echoed by each ACK; on expiry every unacknowledged segment is marked
   lost, cwnd = 1, the RTO doubles (up to 120 s) and slow start retransmits.
 * **Congestion window**: initial window 10 segments (RFC 6928), slow start, CUBIC above
-  ssthresh (:mod:`.cubic`); cwnd grows only while the sender is cwnd-limited
+  ssthresh (:mod:`.congestion`); cwnd grows only while the sender is cwnd-limited
   (``tcp_is_cwnd_limited``), and after an idle period longer than the RTO it restarts from the
   initial window, halving per RTO idle (``tcp_cwnd_restart``, ``tcp_slow_start_after_idle``).
-* **Delayed ACKs** at the receiver (``__tcp_ack_snd_check``): every second full segment,
-  immediately for out-of-order data or a filled hole, at the end of a frame (the application's
-  answer carries the ACK), otherwise after 40 ms (TCP_DELACK_MIN).
+* **The receiver** (:mod:`.tcp_receiver`): delayed ACKs, SACK blocks, timestamp echo.
 * **Timer granularity**: Linux timers run in jiffies; durations are rounded up to a jiffy of
   ``1 / 250 s`` (CONFIG_HZ=250, the value of this machine's and Debian/Ubuntu's kernels).
 
@@ -44,24 +42,32 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from isplit.latency.cubic import Cubic
+from isplit.latency.congestion import Cubic, prr_window, restart_window
+from isplit.latency.tcp_receiver import DELACK_S, Receiver
+from isplit.latency.tcp_recovery import (
+    CWR,
+    JIFFY_S,
+    LOSS,
+    OPEN,
+    PTO,
+    RECOVERY,
+    REO,
+    RTO,
+    RTO_MAX_S,
+    TIMEOUT_MIN_S,
+    on_timer,
+    rack_advance,
+    rack_detect,
+)
 
-LINUX_HZ = 250
-JIFFY_S = 1.0 / LINUX_HZ
-TIMEOUT_MIN_S = 2 * JIFFY_S  # TCP_TIMEOUT_MIN
 TCP_RTO_MIN_S = 0.2  # the constant the PTO adds for a single outstanding segment
-DELACK_S = 0.04  # TCP_DELACK_MIN
-RTO_MAX_S = 120.0  # TCP_RTO_MAX
 HANDSHAKE_BYTES = 74  # a SYN with options, for the first RTT sample
 
 _LINK_FREE, _ACK, _ARRIVE, _TIMER, _DELACK, _READY = range(6)
-_OPEN, _CWR, _RECOVERY, _LOSS = range(4)
-_RTO, _PTO, _REO = range(3)
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class _Run:
         self.probe = -1  # a tail-loss-probe retransmission waiting for the link
         self.cwnd, self.ssthresh = float(opts.initial_window), math.inf
         self.cc = Cubic()
-        self.state, self.high_seq = _OPEN, 0
+        self.state, self.high_seq = OPEN, 0
         self.prior_cwnd = self.prr_delivered = self.prr_out = 0
         r0 = 2 * link.delay_s + 2 * 8 * HANDSHAKE_BYTES / link.bandwidth_bps
         self.srtt, self.rttvar, self.min_rtt = r0, r0 / 2, r0
@@ -131,11 +137,8 @@ class _Run:
         self.cwnd_limited = False
         self.link_busy = False
         # receiver
-        self.got = bytearray(n)
-        self.rcv_nxt = self.next_frame = 0
-        self.recent_ooo: deque = deque(maxlen=3)  # the SACK blocks an ACK carries
-        self.ooo = 0  # segments held above rcv_nxt
-        self.pending_acks, self.ts_recent, self.delack_gen = 0, 0.0, 0
+        self.rx = Receiver(n, self.m, opts.delayed_ack)
+        self.next_frame, self.delack_gen = 0, 0
         self.rev_free = 0.0
 
     # ------------------------------------------------------------------ plumbing
@@ -166,18 +169,18 @@ class _Run:
             self.clear_timer()
             return
         rto = self.rto
-        if self.timer_kind in (_REO, _PTO):
+        if self.timer_kind in (REO, PTO):
             rto = max(self.xmit[self.snd_una] + self.rto - t, JIFFY_S)
-        self.arm(_RTO, t, rto)
+        self.arm(RTO, t, rto)
 
     def schedule_probe(self, t, advancing: bool) -> bool:  # tcp_schedule_loss_probe
-        if self.state not in (_OPEN, _CWR) or self.out() == 0:
+        if self.state not in (OPEN, CWR) or self.out() == 0:
             return False
         pto = 2 * self.srtt + (TCP_RTO_MIN_S if self.out() == 1 else TIMEOUT_MIN_S)
         left = self.rto if advancing else self.xmit[self.snd_una] + self.rto - t
         if left > 0:
             pto = min(pto, left)
-        self.arm(_PTO, t, pto)
+        self.arm(PTO, t, pto)
         return True
 
     # ------------------------------------------------------------------ sending
@@ -211,12 +214,9 @@ class _Run:
             if self.in_flight() == 0:
                 self.cc.tx_start(t - self.last_send, t)
             if prior_out == 0 and o.slow_start_after_idle and t - self.last_send > self.rto:
-                restart = min(float(o.initial_window), self.cwnd)  # tcp_cwnd_restart
-                idle = t - self.last_send - self.rto
-                while idle > 0 and self.cwnd > restart:
-                    self.cwnd = math.floor(self.cwnd / 2)
-                    idle -= self.rto
-                self.cwnd = max(self.cwnd, restart)
+                self.cwnd = restart_window(
+                    self.cwnd, o.initial_window, t - self.last_send, self.rto
+                )
             self.snd_nxt += 1
         else:
             if not self.retr[seg]:
@@ -224,7 +224,7 @@ class _Run:
                 self.retrans_out += 1
             self.ever[seg] = 1
             self.counts["retransmissions"] += 1
-        if self.state == _RECOVERY:
+        if self.state == RECOVERY:
             self.prr_out += 1
         self.xmit[seg] = t
         self.tsorted.pop(seg, None)
@@ -242,48 +242,15 @@ class _Run:
             self.max_out, self.usage_seq = self.out(), self.snd_nxt
             self.cwnd_limited = self.in_flight() >= self.cwnd
         if not retx:
-            if prior_out == 0 or self.timer_kind == _PTO:
+            if prior_out == 0 or self.timer_kind == PTO:
                 self.rearm_rto(t)
             self.schedule_probe(t, advancing=False)
-        elif seg == self.snd_una and self.timer_kind != _REO:
-            self.arm(_RTO, t, self.rto)
+        elif seg == self.snd_una and self.timer_kind != REO:
+            self.arm(RTO, t, self.rto)
 
     # ------------------------------------------------------------------ loss detection
-    def mark_lost(self, s):
-        if self.retr[s]:
-            self.retr[s] = 0
-            self.retrans_out -= 1
-        if not self.lost[s]:
-            self.lost[s] = 1
-            self.lost_out += 1
-        heapq.heappush(self.rtx, s)
-
-    def rack_detect(self, t) -> bool:
-        """Mark segments RACK deems lost; True when the reordering timer was armed."""
-        if self.rack_xmit < 0:
-            return False
-        reo = 0.0
-        if self.state < _RECOVERY and self.sacked_out < self.o.dupthresh:
-            reo = min(self.min_rtt / 4, self.srtt)
-        wait = 0.0
-        for s in self.tsorted:
-            if self.lost[s] and not self.retr[s]:
-                continue
-            xs = self.xmit[s]
-            if not (xs < self.rack_xmit or (xs == self.rack_xmit and s < self.rack_seq)):
-                break
-            remaining = self.rack_rtt + reo - (t - xs)
-            if remaining <= 0:
-                self.mark_lost(s)
-            else:
-                wait = max(wait, remaining)
-        if wait > 0:
-            self.arm(_REO, t, wait + TIMEOUT_MIN_S)
-            return True
-        return False
-
     def enter_recovery(self):
-        self.state, self.high_seq = _RECOVERY, self.snd_nxt
+        self.state, self.high_seq = RECOVERY, self.snd_nxt
         self.tlp_high = -1
         self.prior_cwnd, self.prr_delivered, self.prr_out = self.cwnd, 0, 0
         self.ssthresh = self.cc.ssthresh(self.cwnd)
@@ -293,14 +260,15 @@ class _Run:
         if delivered <= 0:
             return
         self.prr_delivered += delivered
-        delta = self.ssthresh - self.in_flight()
-        if delta < 0:
-            snd = math.ceil(self.ssthresh * self.prr_delivered / self.prior_cwnd) - self.prr_out
-        else:
-            snd = max(self.prr_delivered - self.prr_out, delivered) + (advanced and not newly_lost)
-            snd = min(delta, snd)
-        snd = max(snd, 0 if self.prr_out else 1)
-        self.cwnd = self.in_flight() + snd
+        self.cwnd = prr_window(
+            self.in_flight(),
+            self.ssthresh,
+            self.prior_cwnd,
+            self.prr_delivered,
+            self.prr_out,
+            delivered,
+            advanced and not newly_lost,
+        )
 
     # ------------------------------------------------------------------ events
     def on_ack(self, t, cum, sacks, echo):
@@ -311,7 +279,7 @@ class _Run:
                 self.sacked_out -= 1
             else:
                 delivered += 1
-                self._rack_advance(t, s)
+                rack_advance(self, t, s)
             self._forget(s)
         if cum > self.snd_una:
             self.snd_una = cum
@@ -320,7 +288,7 @@ class _Run:
                 self.sacked[s] = 1
                 self.sacked_out += 1
                 delivered += 1
-                self._rack_advance(t, s)
+                rack_advance(self, t, s)
                 self._forget(s, keep_sacked=True)
         advanced = self.snd_una > prior_una
         # RTT: the echoed timestamp when the cumulative ACK moved (valid for retransmissions
@@ -344,14 +312,14 @@ class _Run:
                 self.ssthresh = self.cc.ssthresh(self.cwnd)
                 self.cwnd = self.ssthresh
             self.tlp_high, self.tlp_seg = -1, -1
-        if self.state in (_RECOVERY, _LOSS) and self.snd_una >= self.high_seq:
-            if self.state == _RECOVERY:
+        if self.state in (RECOVERY, LOSS) and self.snd_una >= self.high_seq:
+            if self.state == RECOVERY:
                 self.cwnd = self.ssthresh
-            self.state = _OPEN
-        armed = self.rack_detect(t)
-        if self.lost_out and self.state in (_OPEN, _CWR):
+            self.state = OPEN
+        armed = rack_detect(self, t)
+        if self.lost_out and self.state in (OPEN, CWR):
             self.enter_recovery()
-        if self.state == _RECOVERY:
+        if self.state == RECOVERY:
             self.prr(delivered, advanced, self.lost_out > prior_lost)
         elif delivered and self._cwnd_limited():
             if self.cwnd < self.ssthresh:
@@ -371,15 +339,6 @@ class _Run:
             return True
         return self.cwnd < self.ssthresh and self.cwnd < 2 * self.max_out
 
-    def _rack_advance(self, t, s):
-        xs = self.xmit[s]
-        rtt = t - xs
-        if rtt < self.min_rtt and self.ever[s]:
-            return  # may be the original's ACK: ambiguous
-        self.rack_rtt = rtt
-        if xs > self.rack_xmit or (xs == self.rack_xmit and s > self.rack_seq):
-            self.rack_xmit, self.rack_seq = xs, s
-
     def _forget(self, s, keep_sacked=False):
         if not keep_sacked:
             self.sacked[s] = 0
@@ -391,81 +350,14 @@ class _Run:
             self.retrans_out -= 1
         self.tsorted.pop(s, None)
 
-    def on_timer(self, t, gen):
-        if gen != self.timer_gen:
-            return
-        kind, self.timer_kind = self.timer_kind, None
-        if self.out() == 0:
-            return
-        if kind == _REO:  # tcp_rack_reo_timeout
-            prior_lost = self.lost_out
-            self.rack_detect(t)
-            if self.lost_out > prior_lost and self.state != _RECOVERY and self.state != _LOSS:
-                self.enter_recovery()
-                self.prr(1, False, True)
-            self.try_send(t)
-            if self.timer_kind != _RTO:
-                self.rearm_rto(t)
-        elif kind == _PTO:  # tcp_send_loss_probe
-            self.counts["tlp"] += 1
-            if self.tlp_high < 0:
-                if self.snd_nxt < self.avail and self.in_flight() < self.cwnd:
-                    self.try_send(t)
-                else:
-                    s = self.snd_nxt - 1
-                    if not self.sacked[s]:
-                        self.tlp_seg, self.tlp_dup = s, False
-                        self.probe = s
-                        self.try_send(t)
-                self.tlp_high = self.snd_nxt
-            self.clear_timer()
-            self.rearm_rto(t)
-        else:  # tcp_retransmit_timer → tcp_enter_loss
-            self.counts["rto"] += 1
-            if self.state in (_OPEN, _CWR):
-                self.ssthresh = self.cc.ssthresh(self.cwnd)
-            self.cc.reset()  # CUBIC forgets its epoch and maximum in the loss state
-            for s in list(self.tsorted):
-                if not self.sacked[s]:
-                    self.mark_lost(s)
-            self.state, self.high_seq, self.tlp_high = _LOSS, self.snd_nxt, -1
-            self.cwnd = self.in_flight() + 1.0
-            self.rto = min(2 * self.rto, RTO_MAX_S)
-            self.arm(_RTO, t, self.rto)
-            self.try_send(t)
-
     def on_arrive(self, t, seg, sent):
-        immediate = not self.o.delayed_ack
-        if self.got[seg]:
-            immediate = True  # a duplicate: DSACK at once
-            self.tlp_dup |= seg == self.tlp_seg
-        elif seg != self.rcv_nxt:
-            self.got[seg] = 1
-            self.ooo += 1
-            self.recent_ooo.append(seg)
-            immediate = True
-        else:
-            self.got[seg] = 1
-            if self.pending_acks == 0:
-                self.ts_recent = sent  # RFC 7323: echo the oldest unacknowledged segment
-            start = self.rcv_nxt
-            while self.rcv_nxt < len(self.got) and self.got[self.rcv_nxt]:
-                self.rcv_nxt += 1
-            if self.ooo:
-                immediate = True  # filled (part of) a hole
-                self.ooo -= self.rcv_nxt - start - 1
-            while (
-                self.next_frame < self.n_frames and self.rcv_nxt >= (self.next_frame + 1) * self.m
-            ):
-                self._deliver(t)
-                immediate = True  # the answer to the frame carries the ACK
-            self.pending_acks += 1
-            immediate |= self.pending_acks >= 2
-        while self.recent_ooo and self.recent_ooo[0] < self.rcv_nxt:
-            self.recent_ooo.popleft()
-        if immediate:
+        now, completed, duplicate = self.rx.arrive(seg, sent)
+        self.tlp_dup |= duplicate and seg == self.tlp_seg
+        for _ in range(completed):
+            self._deliver(t)
+        if now:
             self.send_ack(t)
-        elif self.pending_acks == 1:
+        elif self.rx.pending == 1:
             self.delack_gen += 1
             self.push(t + DELACK_S, _DELACK, self.delack_gen)
 
@@ -479,12 +371,11 @@ class _Run:
         self.next_frame += 1
 
     def send_ack(self, t):
-        self.pending_acks = 0
         self.delack_gen += 1
-        sacks = tuple(s for s in self.recent_ooo if s >= self.rcv_nxt)
+        ack = self.rx.ack()
         self.rev_free = max(t, self.rev_free) + self.ack_ser
         if self.ack_loss is None or not self.ack_loss.lost():
-            self.push(self.rev_free + self.delay, _ACK, (self.rcv_nxt, sacks, self.ts_recent))
+            self.push(self.rev_free + self.delay, _ACK, ack)
 
     def run(self):
         if self.fps:
@@ -506,9 +397,9 @@ class _Run:
             elif kind == _ARRIVE:
                 self.on_arrive(t, *arg)
             elif kind == _TIMER:
-                self.on_timer(t, arg)
+                on_timer(self, t, arg)
             elif kind == _DELACK:
-                if arg == self.delack_gen and self.pending_acks:
+                if arg == self.delack_gen and self.rx.pending:
                     self.send_ack(t)
             else:  # _READY
                 self.avail += self.m

@@ -27,7 +27,7 @@ def test_defaults_come_from_the_schema_only():
         ]
     )
     lat = config.settings("latency", {})
-    assert lat.device == {"scale": 20} and lat.server == {"scale": 0.1}
+    assert lat.device == {"profile": "rpi4-cpu"} and lat.server == {"profile": "xavier-gpu"}
     # a filled mapping and the settings object are interchangeable
     assert config.settings("retrain", r) is r
     assert config.settings("retrain", r.to_dict()) == r

@@ -285,3 +285,37 @@ def test_settings_reject_unknown_keys():
     assert settings("latency", None).n_frames == 2000
     with pytest.raises(ValueError, match="latency.device.profile"):
         settings("latency", {"device": {"profile": "cray"}})
+
+
+def camera_table() -> pd.DataFrame:
+    """camera.parquet as the camera stage writes it: a 300x300 grey frame, raw and one JPEG."""
+    rows = []
+    for option, nbytes, enc, acc in (("raw", 90_000, 0, 0.90), ("jpeg75", 9_000, 3.6e6, 0.86)):
+        row = {"option": option, "bytes_mean": nbytes, "encode_flops": enc, "resize_flops": 7e5}
+        for prefix in ("", "val_"):
+            row.update({f"{prefix}top1": acc, f"{prefix}top1_lo": acc - 0.02,
+                        f"{prefix}top1_hi": acc + 0.02})  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_camera_frame_makes_the_remote_options_and_costs_the_device_its_resize(experiment):
+    ft = json.loads((experiment / "finetune.json").read_text())
+    plain = latency.endpoints(synthetic_splits(), ft, input_size=32)
+    cam = latency.endpoints(synthetic_splits(), ft, input_size=32, camera=camera_table())
+    assert plain["layer"].tolist()[-1] == "RC"
+    assert cam["layer"].tolist()[-2:] == ["RC-raw", "RC-jpeg75"] and "RC" not in set(cam["layer"])
+    rc = cam.set_index("layer")
+    assert rc.loc["RC-raw", "bytes"] == 90_000 and rc.loc["RC-jpeg75", "bytes"] == 9_000
+    assert rc.loc["RC-jpeg75", "device_flops"] == 3.6e6  # the device encodes the JPEG
+    assert rc.loc["RC-raw", "device_flops"] == 0
+    assert rc.loc["RC-jpeg75", "val"] == pytest.approx(0.86)  # accuracy on the decoded frame
+    # every split and LC also pays the resize of the frame, on the device; RC on the server
+    split_cols = [c for c in cam["layer"] if c.startswith("features.")]
+    diff = (
+        cam.set_index("layer").loc[split_cols, "device_flops"]
+        - plain.set_index("layer").loc[split_cols, "device_flops"]
+    )
+    assert (diff == 7e5).all()
+    assert rc.loc["LC", "device_flops"] == plain.set_index("layer").loc["LC", "device_flops"] + 7e5
+    assert rc.loc["RC-raw", "server_flops"] == rc.loc["LC", "device_flops"]

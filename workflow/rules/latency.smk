@@ -31,6 +31,7 @@ rule simulate_latency:
     input:
         splits="results/{exp}/splits.parquet",
         finetune="results/{exp}/finetune/metrics.json",
+        camera="results/{exp}/camera/camera.parquet",
         tables=latency_tables,
         # this machine's timings only where a side is timed (scale, or a table: its rows are
         # picked by the local table's model and input size); named profiles need none
@@ -54,6 +55,7 @@ rule simulate_latency:
         cfg=exp_cfg("latency"),
         size=lambda wildcards: EXPERIMENTS[wildcards.exp]["input"]["image_size"],
         seed=exp_value("seed"),
+        metric=exp_value("metric"),
         compute=lambda wildcards, input: (
             f"--compute {shlex.quote(str(input.compute))}" if input.compute else ""
         ),
@@ -62,7 +64,7 @@ rule simulate_latency:
         "python -m isplit simulate-latency --splits {input.splits:q}"
         " {params.compute} --finetune-metrics {input.finetune:q}"
         " --input-size {params.size} --config {params.cfg:q} --seed {params.seed}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --metric {params.metric} --camera {input.camera:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule recommend:
@@ -70,6 +72,7 @@ rule recommend:
         latency="results/{exp}/latency.parquet",
         splits="results/{exp}/splits.parquet",
         finetune="results/{exp}/finetune/metrics.json",
+        camera="results/{exp}/camera/camera.parquet",
     output:
         "results/{exp}/recommendation.json",
     log:
@@ -81,9 +84,9 @@ rule recommend:
         runtime=10,
     params:
         cfg=exp_cfg("qos"),
-        metric=lambda wildcards: EXPERIMENTS[wildcards.exp].get("metric", "top1"),
+        metric=exp_value("metric"),
         code=code_version("recommend"),
     shell:
         "python -m isplit recommend --latency {input.latency:q} --splits {input.splits:q}"
         " --finetune-metrics {input.finetune:q} --config {params.cfg:q}"
-        " --metric {params.metric} --out {output:q} > {log:q} 2>&1"
+        " --metric {params.metric} --camera {input.camera:q} --out {output:q} > {log:q} 2>&1"

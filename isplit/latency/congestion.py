@@ -1,5 +1,6 @@
-"""CUBIC's congestion-window growth, as Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438),
-for the ``tcp="linux"`` model of :mod:`.tcp_linux`.
+"""The congestion window of the ``tcp="linux"`` model (:mod:`.tcp_linux`): CUBIC's growth as
+Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438), Proportional Rate Reduction in recovery
+(RFC 6937, ``tcp_cwnd_reduction``) and the restart after idle (``tcp_cwnd_restart``).
 
 Why not Reno's one segment per RTT: under loss the window of a frame stream is decided between
 loss events, and CUBIC regrows it on a clock, not per RTT — after a reduction the window climbs
@@ -89,3 +90,26 @@ class Cubic:
             self.cwnd_cnt -= grow * cnt
             cwnd += grow
         return cwnd
+
+
+def prr_window(in_flight, ssthresh, prior_cwnd, prr_delivered, prr_out, delivered, bonus) -> float:
+    """cwnd in recovery after an ACK that delivered ``delivered`` segments (RFC 6937 as Linux
+    implements it): proportional while more is in flight than ssthresh, else the slow-start
+    reduction bound; at least one segment at the start, to retransmit at once."""
+    delta = ssthresh - in_flight
+    if delta < 0:
+        snd = math.ceil(ssthresh * prr_delivered / prior_cwnd) - prr_out
+    else:
+        snd = min(delta, max(prr_delivered - prr_out, delivered) + bool(bonus))
+    return in_flight + max(snd, 0 if prr_out else 1)
+
+
+def restart_window(cwnd: float, initial_window: int, idle_s: float, rto_s: float) -> float:
+    """cwnd when sending resumes after ``idle_s`` (> RTO) with nothing in flight: halved per RTO
+    idle, down to the initial window (``tcp_slow_start_after_idle``)."""
+    restart = min(float(initial_window), cwnd)
+    idle = idle_s - rto_s
+    while idle > 0 and cwnd > restart:
+        cwnd = math.floor(cwnd / 2)
+        idle -= rto_s
+    return max(cwnd, restart)

@@ -1,0 +1,71 @@
+"""The receiving end of the Linux TCP model (:mod:`.tcp_linux`): in-order delivery to the
+application, the SACK blocks and timestamp echo each ACK carries, and when an ACK is sent.
+
+ACK policy, as Linux's ``__tcp_ack_snd_check``: every second in-order full segment is ACKed at
+once; out-of-order data and data that fills (part of) a hole are ACKed at once (with SACK
+blocks: the segment and the two most recent ones above the cumulative point); a duplicate at once
+(a DSACK); the end of a frame at once (the application's answer to the frame carries the ACK);
+anything else waits for the delayed-ACK timer (40 ms, TCP_DELACK_MIN). The timestamp echoed is
+that of the oldest segment the ACK covers (RFC 7323), so delayed ACKs lengthen the sender's RTT
+samples as in Linux. Quick-ACK mode at connection start is not modelled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+DELACK_S = 0.04  # TCP_DELACK_MIN
+
+
+class Receiver:
+    """State of the receiving socket over a stream of ``n_segments`` segments, ``m`` per
+    frame."""
+
+    def __init__(self, n_segments: int, m: int, delayed_ack: bool):
+        self.m, self.delayed_ack = m, delayed_ack
+        self.got = bytearray(n_segments)
+        self.rcv_nxt = 0
+        self.frames = 0  # frames fully received
+        self.recent_ooo: deque = deque(maxlen=3)  # the SACK blocks an ACK carries
+        self.ooo = 0  # segments held above rcv_nxt
+        self.pending = 0  # in-order segments not yet ACKed
+        self.ts_recent = 0.0
+
+    def arrive(self, seg: int, sent: float) -> tuple[bool, int, bool]:
+        """Take one segment (``sent``: its transmission time, as its timestamp option carries
+        it); returns whether to ACK now, how many frames it completed, and whether it was a
+        duplicate."""
+        immediate, completed, duplicate = not self.delayed_ack, 0, False
+        if self.got[seg]:
+            immediate = duplicate = True
+        elif seg != self.rcv_nxt:
+            self.got[seg] = 1
+            self.ooo += 1
+            self.recent_ooo.append(seg)
+            immediate = True
+        else:
+            self.got[seg] = 1
+            if self.pending == 0:
+                self.ts_recent = sent
+            start = self.rcv_nxt
+            while self.rcv_nxt < len(self.got) and self.got[self.rcv_nxt]:
+                self.rcv_nxt += 1
+            if self.ooo:
+                immediate = True
+                self.ooo -= self.rcv_nxt - start - 1
+            while self.rcv_nxt >= (self.frames + 1) * self.m and self.frames * self.m < len(
+                self.got
+            ):
+                self.frames += 1
+                completed += 1
+                immediate = True
+            self.pending += 1
+            immediate |= self.pending >= 2
+        while self.recent_ooo and self.recent_ooo[0] < self.rcv_nxt:
+            self.recent_ooo.popleft()
+        return immediate, completed, duplicate
+
+    def ack(self) -> tuple[int, tuple, float]:
+        """The ACK to send now: cumulative point, SACK blocks, timestamp echo."""
+        self.pending = 0
+        return self.rcv_nxt, tuple(s for s in self.recent_ooo if s >= self.rcv_nxt), self.ts_recent
