@@ -52,6 +52,10 @@ def candidate_layers(work: Path) -> list[str]:
     return [line.split("\t")[col] for line in lines[1:] if line.strip()]
 
 
+def tiny_seeds() -> list[int]:
+    return yaml.safe_load(TINY.read_text())["experiments"]["tiny"]["retrain"]["seeds"]
+
+
 def copy_run(work: Path, dest: Path) -> Path:
     """An independent copy of a finished run (mtimes and .snakemake/ metadata kept)."""
     shutil.copytree(work, dest, symlinks=True)
@@ -99,7 +103,7 @@ def test_retrain_parameter_reruns_retraining_only(tiny_run, tmp_path):
         cfg["experiments"]["tiny"]["retrain"]["train_subset"] = 150
 
     jobs, out = dry_run(work, tiny_config(tmp_path, edit))
-    assert jobs.get("retrain_split") == len(candidate_layers(work)), out
+    assert jobs.get("retrain_split") == len(candidate_layers(work)) * len(tiny_seeds()), out
     assert jobs.get("gather_splits") == 1
     assert not BEFORE_SPLITS & set(jobs), jobs
 
@@ -157,14 +161,15 @@ def test_deleted_split_reruns_that_split_only(tiny_run, tmp_path):
     then everything that gathers the splits."""
     work = copy_run(tiny_run[0], tmp_path / "run")
     layer = candidate_layers(work)[0]
-    shutil.rmtree(work / "results/tiny/splits" / layer)
+    shutil.rmtree(work / "results/tiny/splits" / layer / "seed0")
     jobs, out = dry_run(work)
     assert jobs == {}, out
 
-    deleted = f"results/tiny/splits/{layer}/metrics.json"
+    deleted = f"results/tiny/splits/{layer}/seed0/metrics.json"
     jobs, out = dry_run(work, TINY, "all", deleted)
     assert jobs.get("retrain_split") == 1, out
-    assert [wc["layer"] for rule, wc, _ in planned(out) if rule == "retrain_split"] == [layer]
+    redone = [(wc["layer"], wc["seed"]) for rule, wc, _ in planned(out) if rule == "retrain_split"]
+    assert redone == [(layer, "0")]
     assert jobs.get("gather_splits") == 1
     assert not BEFORE_SPLITS & set(jobs), jobs
 

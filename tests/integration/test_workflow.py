@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from isplit.io.tables import read_candidates
 from tools.workflow import ROOT, planned_jobs, snakemake
@@ -26,7 +27,7 @@ def test_paper_config_builds_full_dag():
 
 def test_default_config_comes_from_the_workflow_profile_and_is_replaced(tmp_path):
     r = snakemake("-n", cwd=ROOT)
-    assert "mobilenet_v2-animal-mnist" in r.stdout
+    assert "mobilenet_v2-elpv" in r.stdout
     r = snakemake("-n", "--configfile", str(ROOT / "config/tiny.yaml"), cwd=ROOT)
     exps = {line.split("=", 1)[1] for line in r.stdout.splitlines() if "wildcards: exp=" in line}
     assert exps == {"tiny"}  # replaced, not merged with the default experiment
@@ -161,26 +162,52 @@ def test_tiny_run_every_later_output_parses(tiny_run):
     every = read_candidates(res / "candidates_all.tsv")
     assert len(every) == 19 and every["isplit_best"].sum() == 1
     assert every.loc[every["selected"], "layer"].tolist() == layers
+    seeds = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())["experiments"]["tiny"][
+        "retrain"
+    ]["seeds"]
     for layer in layers:
-        m = json.loads((res / "splits" / layer / "metrics.json").read_text())
-        assert m["layer"] == layer and m["bytes"] > 0 and 0 <= m["test"]["top1"] <= 1
+        for seed in seeds:
+            run = res / "splits" / layer / f"seed{seed}"
+            m = json.loads((run / "metrics.json").read_text())
+            assert m["layer"] == layer and m["seed"] == seed and m["bytes"] > 0
+            assert 0 <= m["test"]["balanced_accuracy"] <= 1
+            pred = pd.read_parquet(run / "predictions.parquet")
+            assert set(pred["split"]) == {"val", "test"}
+            counts = pred.groupby("split").size().to_dict()
+            assert counts == {"val": m["val"]["n"], "test": m["test"]["n"]}
         manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
         assert manifest["layer"] == layer
         assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0
     splits = pd.read_parquet(res / "splits.parquet")
     assert list(splits["layer"]) == layers
+    assert (splits["n_seeds"] == len(seeds)).all()
+    for metric in ("top1", "balanced_accuracy", "val_top1"):
+        assert (splits[f"{metric}_lo"] <= splits[metric]).all()
+        assert (splits[metric] <= splits[f"{metric}_hi"]).all()
     quality = json.loads((res / "quality.json").read_text())
-    assert quality["n_points"] == len(layers)
-    assert {"spearman", "pearson", "n"} <= set(quality["cui_vs_accuracy"])
+    assert quality["n_points"] == len(layers) and quality["selection"].startswith("validation")
+    assert set(quality["predictors"]) == {"cui_mean", "cui_sum", "size", "depth", "probe", "random"}
+    for name, p in quality["predictors"].items():
+        if name == "random":  # 0 in expectation; its regret is what counts
+            lo, hi = p["regret"]["ci"]
+            assert lo <= p["regret"]["value"] <= hi
+            continue
+        lo, hi = p["spearman"]["ci"]
+        assert lo <= p["spearman"]["value"] <= hi, name
+    assert isinstance(quality["cui_adds_to_size"], bool)
 
+    cameras = {f"RC-jpeg{q}" for q in (50, 75, 90)} | {"RC-raw"}
     compute = pd.read_parquet(res / "latency/compute.parquet")
     assert {"LC", "RC", *layers} == set(compute["layer"])
     latency = pd.read_parquet(res / "latency.parquet")
     assert set(latency["profile"]) == {"sei", "ieee802154"}
-    assert set(latency["layer"]) == {"LC", "RC", *layers}
+    assert set(latency["layer"]) == {"LC", *cameras, *layers}
     assert (latency["latency_p95_s"] >= latency["latency_p50_s"]).all()
+    raw = latency[latency["layer"] == "RC-raw"]["bytes"]
+    assert (raw == 28 * 28).all()  # the camera's own grey frame, not the model's input
     rec = json.loads((res / "recommendation.json").read_text())
     assert rec["constraints"]["max_p95_s"] == 0.5 and rec["groups"]
+    assert rec["selection"].startswith("validation")
     for g in rec["groups"]:
         assert g["status"] in ("ok", "none")
         if g["status"] == "ok":
@@ -194,6 +221,7 @@ def test_tiny_run_every_later_output_parses(tiny_run):
         "accuracy_vs_bytes",
         "per_class_accuracy",
         "latency_accuracy",
+        "predictors",
     ):
         for ext in ("png", "pdf"):
             assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 10_000, stem
