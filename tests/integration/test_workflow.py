@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -71,23 +72,40 @@ def test_a_job_without_this_checkout_installed_stops_saying_so(tiny_run, tmp_pat
     assert "isplit: no python on PATH has this checkout" in out and "make venv" in out, out
 
 
-def test_jobs_find_the_interpreter_without_the_venv_on_path(tiny_run, tmp_path):
-    """Started as .venv/bin/snakemake with a PATH whose python cannot import isplit (the
-    system's), the jobs still run with the venv's interpreter."""
+@pytest.mark.parametrize("where", ["elsewhere", "in-checkout"])
+def test_jobs_find_the_interpreter_without_the_venv_on_path(tiny_run, tmp_path, where):
+    """Started as .venv/bin/snakemake with a PATH whose python cannot run isplit, the jobs
+    still run with the venv's interpreter. `in-checkout`: the working directory holds the
+    package and its egg-info, as a checkout run with `make run` does, so a bare python on PATH
+    imports isplit and finds its metadata there but has none of its requirements."""
     import os
     import shutil
     import subprocess
+    import venv
 
     from tools.workflow import BIN
 
     work = tmp_path / "run"
     shutil.copytree(tiny_run[0], work, symlinks=True)
-    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN]
+    if where == "in-checkout":
+        (work / "isplit").symlink_to(ROOT / "isplit")
+        shutil.copytree(ROOT / "isplit.egg-info", work / "isplit.egg-info")
+        bare = tmp_path / "bare"
+        venv.EnvBuilder(with_pip=False).create(bare)
+        path.insert(0, str(bare / "bin"))
+        check = subprocess.run(
+            [str(bare / "bin/python"), "-c", "import isplit, importlib.metadata as m; "
+             "print(m.version('isplit'))"],
+            cwd=work, capture_output=True, text=True,
+        )  # fmt: skip
+        assert check.returncode == 0, check.stderr  # the trap is set
     r = subprocess.run(
         [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "--cores", "1",
          "--configfile", str(ROOT / "config/tiny.yaml"), "--directory", str(work),
          "--forcerun", "cui", "results/tiny/cui/curve.parquet"],
-        capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=600,
+        capture_output=True, text=True, env={**os.environ, "PATH": os.pathsep.join(path)},
+        timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ModuleNotFoundError" not in (work / "logs/cui/tiny.log").read_text()

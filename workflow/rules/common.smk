@@ -31,9 +31,13 @@ for _name, _exp in EXPERIMENTS.items():
 # PATH, the shell finds the system python instead; then the interpreter running Snakemake is put
 # first. A conda job's env (which installs this checkout) passes the check as it is. If neither
 # works the job stops at once, saying what to do. A shell prefix, not a param: moving the
-# checkout must not rerun anything.
+# checkout must not rerun anything. Importing isplit is not enough: run from the checkout, any
+# python finds the package and its egg-info in the working directory, so the check also asks
+# for every installed requirement.
 _ISPLIT_CHECK = shlex.quote(
-    "import importlib.metadata as m, os, sys, isplit; m.version('isplit'); "
+    "import importlib.metadata as m, os, re, sys, isplit; "
+    "[m.version(re.match(r'[A-Za-z0-9_.-]+', r)[0]) "
+    "for r in m.requires('isplit') or [] if 'extra ==' not in r]; "
     "sys.exit(os.path.realpath(isplit.__file__) != sys.argv[1])"
 )
 _ISPLIT_INIT = shlex.quote(str(Path(isplit.__file__).resolve()))
