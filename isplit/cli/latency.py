@@ -61,6 +61,7 @@ def profile(model_path, out_path, repeats, warmup, threads, splits):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--metric", type=click.Choice(["top1", "balanced_accuracy"]), default="top1")
 @click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--out", "out_path", type=PATH, required=True)
 def simulate_latency(
     splits_path,
@@ -71,6 +72,7 @@ def simulate_latency(
     seed,
     metric,
     camera_path,
+    workers,
     out_path,
 ):
     """Packet-level latency of every candidate (splits, LC, RC) under the network profiles,
@@ -87,6 +89,7 @@ def simulate_latency(
         seed=seed,
         metric=metric,
         camera_path=camera_path,
+        workers=workers,
     )
     click.echo(f"{len(df)} rows -> {out_path}")
 

@@ -62,11 +62,16 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
+import sys
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from isplit.config import LatencySettings, settings
 from isplit.io.files import write_table
@@ -169,6 +174,98 @@ def _simulator(name: str, profile: str):
     return netsim.simulate
 
 
+def _simulate_one(task, *, st: LatencySettings, dev: dict, srv: dict, names: tuple, seed: int):
+    """One candidate on one link, protocol and loss level: a ``latency.parquet`` row."""
+    prof, loss, protocol, r = task
+    dev_name, srv_name, dev_limit = names
+    link = prof.link(loss)
+    model = lossmod.from_config(loss, st.loss_model)
+    fps = st.fps
+    res = _simulator(st.simulator, prof.name)(
+        int(r.bytes),
+        link,
+        protocol,
+        n_frames=st.n_frames,
+        fps=fps,
+        device_s=dev[r.layer],
+        server_s=srv[r.layer],
+        seed=int(seed),
+        payload=st.payload,
+        rto_s=st.rto_s,
+        dupacks=st.dupacks,
+        window=st.window,
+        tcp=st.tcp,
+        initial_window=st.initial_window,
+        slow_start_after_idle=st.slow_start_after_idle,
+        delayed_ack=st.delayed_ack,
+        loss_model=st.loss_model,
+        n_boot=st.n_boot,
+    )
+    pct = res.percentiles
+    n_sim = len(res.lost)
+    sim_lo, sim_hi = stats.wilson(int(res.lost.sum()), n_sim)
+    kept = 1.0 - res.frame_loss
+    return {
+        "layer": r.layer,
+        "label": r.label,
+        "layer_index": int(r.layer_index),
+        "profile": prof.name,
+        "protocol": protocol,
+        "loss": float(loss),
+        "loss_model": model.describe(),
+        "simulator": st.simulator,
+        "tcp": st.tcp if protocol == "tcp" else "",
+        "bandwidth_bps": float(prof.bandwidth_bps),
+        "delay_s": float(prof.delay_s),
+        "mtu": int(prof.mtu),
+        "bytes": int(r.bytes),
+        "packets": res.packets_per_frame,
+        "wire_bytes": res.wire_bytes_per_frame,
+        "device_profile": dev_name,
+        "server_profile": srv_name,
+        "device_flops": float(r.device_flops),
+        "device_layers": float(r.device_layers),
+        "device_params": float(r.device_params),
+        "device_max_params": dev_limit,
+        "server_flops": float(r.server_flops),
+        "server_layers": float(r.server_layers),
+        "device_s": dev[r.layer],
+        "server_s": srv[r.layer],
+        "latency_p50_s": pct.p50,
+        "latency_p50_lo_s": pct.p50_lo,
+        "latency_p50_hi_s": pct.p50_hi,
+        "latency_p95_s": pct.p95,
+        "latency_p95_lo_s": pct.p95_lo,
+        "latency_p95_hi_s": pct.p95_hi,
+        "latency_mean_s": pct.mean,
+        "n_delivered": pct.n,
+        "frame_loss": res.frame_loss,
+        "frame_loss_sim": res.frame_loss_sim,
+        "frame_loss_sim_lo": sim_lo,
+        "frame_loss_sim_hi": sim_hi,
+        "p_clean": res.p_clean,
+        "retransmissions": int(res.counts.get("retransmissions", 0)),
+        "rto_count": int(res.counts.get("rto", 0)),
+        "tlp_count": int(res.counts.get("tlp", 0)),
+        "fps_max": res.fps_max,
+        "analytic_s": netsim.analytic_latency(
+            int(r.bytes),
+            link,
+            protocol,
+            device_s=dev[r.layer],
+            server_s=srv[r.layer],
+            payload=st.payload,
+        ),
+        "top1": float(r.test),
+        "val_top1": float(r.val),
+        "delivered_top1": float(r.test) * kept,
+        "delivered_val_top1": float(r.val) * kept,
+        "n_frames": st.n_frames,
+        "fps": float(fps) if fps else np.nan,
+        "seed": int(seed),
+    }
+
+
 def run_simulation(
     *,
     splits_path: str | Path,
@@ -180,8 +277,10 @@ def run_simulation(
     seed: int = 0,
     metric: str = "top1",
     camera_path: str | Path | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
-    """Simulate every candidate over every selected profile × protocol × loss level.
+    """Simulate every candidate over every selected profile × protocol × loss level, in
+    ``workers`` processes (the builtin simulator).
     ``camera_path`` (``camera.parquet``) makes the camera frame the input (:func:`endpoints`);
     the accuracy columns are the experiment's ``metric``.
 
@@ -199,100 +298,32 @@ def run_simulation(
     cands = endpoints(splits, finetune, input_size=int(input_size), metric=metric, camera=camera)
     dev, dev_name, dev_limit = side_times(cands, st.device, "device", compute_path, st.compute_stat)
     srv, srv_name, _ = side_times(cands, st.server, "server", compute_path, st.compute_stat)
-    fps = st.fps
+    tasks = [
+        (prof, loss, protocol, r)
+        for prof in profiles.resolve(st.profiles, st.losses)
+        for loss in prof.losses
+        for protocol in st.protocols
+        for r in (SimpleNamespace(**d) for d in cands.to_dict("records"))
+    ]
+    one = functools.partial(
+        _simulate_one, st=st, dev=dev, srv=srv, names=(dev_name, srv_name, dev_limit), seed=seed
+    )
+    # every simulation is seeded by itself, so spreading them over processes changes nothing
+    # but the wall time; ns-3 is imported once per process (seconds), so it stays in one
+    workers = max(1, min(int(workers), len(tasks))) if st.simulator == "builtin" else 1
+    progress = tqdm(total=len(tasks), desc="simulate", unit="run", mininterval=5, file=sys.stderr)
     rows = []
-    for prof in profiles.resolve(st.profiles, st.losses):
-        simulate = _simulator(st.simulator, prof.name)
-        for loss in prof.losses:
-            link = prof.link(loss)
-            model = lossmod.from_config(loss, st.loss_model)
-            for protocol in st.protocols:
-                for r in cands.itertuples(index=False):
-                    res = simulate(
-                        int(r.bytes),
-                        link,
-                        protocol,
-                        n_frames=st.n_frames,
-                        fps=fps,
-                        device_s=dev[r.layer],
-                        server_s=srv[r.layer],
-                        seed=int(seed),
-                        payload=st.payload,
-                        rto_s=st.rto_s,
-                        dupacks=st.dupacks,
-                        window=st.window,
-                        tcp=st.tcp,
-                        initial_window=st.initial_window,
-                        slow_start_after_idle=st.slow_start_after_idle,
-                        delayed_ack=st.delayed_ack,
-                        loss_model=st.loss_model,
-                        n_boot=st.n_boot,
-                    )
-                    pct = res.percentiles
-                    n_sim = len(res.lost)
-                    sim_lo, sim_hi = stats.wilson(int(res.lost.sum()), n_sim)
-                    kept = 1.0 - res.frame_loss
-                    rows.append(
-                        {
-                            "layer": r.layer,
-                            "label": r.label,
-                            "layer_index": int(r.layer_index),
-                            "profile": prof.name,
-                            "protocol": protocol,
-                            "loss": float(loss),
-                            "loss_model": model.describe(),
-                            "simulator": st.simulator,
-                            "tcp": st.tcp if protocol == "tcp" else "",
-                            "bandwidth_bps": float(prof.bandwidth_bps),
-                            "delay_s": float(prof.delay_s),
-                            "mtu": int(prof.mtu),
-                            "bytes": int(r.bytes),
-                            "packets": res.packets_per_frame,
-                            "wire_bytes": res.wire_bytes_per_frame,
-                            "device_profile": dev_name,
-                            "server_profile": srv_name,
-                            "device_flops": float(r.device_flops),
-                            "device_layers": float(r.device_layers),
-                            "device_params": float(r.device_params),
-                            "device_max_params": dev_limit,
-                            "server_flops": float(r.server_flops),
-                            "server_layers": float(r.server_layers),
-                            "device_s": dev[r.layer],
-                            "server_s": srv[r.layer],
-                            "latency_p50_s": pct.p50,
-                            "latency_p50_lo_s": pct.p50_lo,
-                            "latency_p50_hi_s": pct.p50_hi,
-                            "latency_p95_s": pct.p95,
-                            "latency_p95_lo_s": pct.p95_lo,
-                            "latency_p95_hi_s": pct.p95_hi,
-                            "latency_mean_s": pct.mean,
-                            "n_delivered": pct.n,
-                            "frame_loss": res.frame_loss,
-                            "frame_loss_sim": res.frame_loss_sim,
-                            "frame_loss_sim_lo": sim_lo,
-                            "frame_loss_sim_hi": sim_hi,
-                            "p_clean": res.p_clean,
-                            "retransmissions": int(res.counts.get("retransmissions", 0)),
-                            "rto_count": int(res.counts.get("rto", 0)),
-                            "tlp_count": int(res.counts.get("tlp", 0)),
-                            "fps_max": res.fps_max,
-                            "analytic_s": netsim.analytic_latency(
-                                int(r.bytes),
-                                link,
-                                protocol,
-                                device_s=dev[r.layer],
-                                server_s=srv[r.layer],
-                                payload=st.payload,
-                            ),
-                            "top1": float(r.test),
-                            "val_top1": float(r.val),
-                            "delivered_top1": float(r.test) * kept,
-                            "delivered_val_top1": float(r.val) * kept,
-                            "n_frames": st.n_frames,
-                            "fps": float(fps) if fps else np.nan,
-                            "seed": int(seed),
-                        }
-                    )
+    if workers == 1:
+        for t in tasks:
+            rows.append(one(t))
+            progress.update()
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no forked torch/BLAS state in the workers
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            for row in pool.map(one, tasks, chunksize=1):
+                rows.append(row)
+                progress.update()
+    progress.close()
     df = pd.DataFrame(rows, columns=COLUMNS)
     write_table(df, out_path)
     return df

@@ -85,9 +85,11 @@ def summary_markdown(
             )
         lines.append("")
     best = q["measured_best"]
+    lo, hi = min(q["n_seeds"]), max(q["n_seeds"])
+    seeds = f"{lo} seed{'s' * (lo > 1)}" if lo == hi else f"{lo}–{hi} seeds"
     lines += [
         f"Over {q['n_points']} retrained split points ({name} after bottleneck retraining, "
-        f"{min(q['n_seeds'])}–{max(q['n_seeds'])} seeds each; every choice on validation, "
+        f"{seeds} each; every choice on validation, "
         f"reported on test). The measured best is `{best['label']}`: test {name} "
         f"{_ci(best['test'])}.",
         "",

@@ -48,6 +48,8 @@ rule simulate_latency:
         "benchmarks/simulate_latency/{exp}.tsv"
     conda:
         "../envs/isplit.yaml"
+    # independent seeded simulations, one process each
+    threads: 4
     resources:
         mem_mb=2000,
         runtime=60,
@@ -64,7 +66,8 @@ rule simulate_latency:
         "python -m isplit simulate-latency --splits {input.splits:q}"
         " {params.compute} --finetune-metrics {input.finetune:q}"
         " --input-size {params.size} --config {params.cfg:q} --seed {params.seed}"
-        " --metric {params.metric} --camera {input.camera:q} --out {output:q} > {log:q} 2>&1"
+        " --metric {params.metric} --camera {input.camera:q} --workers {threads}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule recommend:
@@ -89,4 +92,5 @@ rule recommend:
     shell:
         "python -m isplit recommend --latency {input.latency:q} --splits {input.splits:q}"
         " --finetune-metrics {input.finetune:q} --config {params.cfg:q}"
-        " --metric {params.metric} --camera {input.camera:q} --out {output:q} > {log:q} 2>&1"
+        " --metric {params.metric} --camera {input.camera:q} --workers {threads}"
+        " --out {output:q} > {log:q} 2>&1"
