@@ -34,12 +34,13 @@ lint: $(STAMP)
 
 # the fast tier (< 3 min on 2 cores): tiny networks, no workflow runs
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m "not slow" tests/unit
 
 check: lint unit
 
 # workflow runs, killed-and-resumed training, exports, and the real SLURM test where allowed
 integration: $(STAMP)
+	$(BIN)/pytest -q -m slow tests/unit
 	$(BIN)/pytest -q tests/integration tests/cluster
 
 test: check integration

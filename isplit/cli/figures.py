@@ -26,8 +26,9 @@ def plot_cui(curve_path, candidates_path, out_dir):
 @click.option("--curve", "curve_path", type=EXISTING, required=True)
 @click.option("--candidates-all", "candidates_path", type=EXISTING, required=True)
 @click.option("--quality", "quality_path", type=EXISTING, required=True)
+@click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
 @click.option("--out", "out_dir", type=PATH, required=True)
-def plot_splits(splits_path, curve_path, candidates_path, quality_path, out_dir):
+def plot_splits(splits_path, curve_path, candidates_path, quality_path, camera_path, out_dir):
     """Accuracy per split, CUI vs accuracy, accuracy vs bytes, per-class accuracy figures."""
     from isplit.figures import splits
 
@@ -37,6 +38,7 @@ def plot_splits(splits_path, curve_path, candidates_path, quality_path, out_dir)
         candidates_path=candidates_path,
         quality_path=quality_path,
         out_dir=out_dir,
+        camera_path=camera_path,
     ):
         click.echo(str(path))
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from isplit.figures import style
-from isplit.figures.style import Mark
+from isplit.figures.style import LC_MARK, RC_MARK, Mark
 from isplit.latency.candidates import is_endpoint
 from isplit.latency.compute import LC, RC
 
@@ -31,8 +31,6 @@ __all__ = ["latency_figure", "pick_setting"]
 # Hollow as defined: a panel fills a split or an end in its edge colour when it meets the QoS
 # constraints, and the legend shows both states.
 SPLIT = Mark("o", "none", "tab:blue", 28, zorder=3)
-LC_MARK = Mark("s", "none", "tab:green", 46, zorder=4)
-RC_MARK = Mark("D", "none", "tab:green", 46, zorder=4)
 # drawn over the recommended star, so a one-point front stays visible
 FRONT = Mark("o", "none", "tab:orange", 90, lw=1.4, zorder=6)
 NEAREST_MISS = Mark("X", "tab:red", "tab:red", 120)
@@ -91,13 +89,14 @@ def latency_figure(
     finite = finite[np.isfinite(finite)]
     if cons.get("max_p95_s") is not None:
         finite = pd.concat([finite, pd.Series([float(cons["max_p95_s"])])])
+    to_label = []
     for i, (profile, proto, lv, d) in enumerate(shown):
         ax = axes[i // cols][i % cols]
         # what the recommendation compares: validation accuracy over all frames sent
         kept = 1.0 - d["frame_loss"].astype(float)
         val = d["layer"].map(rec["accuracy"]).astype(float)
         d["accuracy"] = d.get("delivered_val_top1", val * kept).astype(float)
-        _panel(ax, d, _group(rec, profile, proto, lv) or {}, labels, cons)
+        to_label.append((ax, _panel(ax, d, _group(rec, profile, proto, lv) or {}, labels, cons)))
         if len(finite):
             ax.set_xlim(float(finite.min()) / 1.5, float(finite.max()) * 1.5)
         bw = float(d["bandwidth_bps"].iloc[0]) if len(d) else float("nan")
@@ -114,18 +113,22 @@ def latency_figure(
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
     _legend(fig, used={lab for ax in fig.axes for lab in ax.get_legend_handles_labels()[1]})
+    # the shared y range is known only now; freeze it, then place the labels in its coordinates
+    for ax, spec in to_label:
+        ax.set_ylim(ax.get_ylim())
+        style.place_labels(fig, ax, fontsize=7, **spec)
     return style.save_figure(fig, Path(out_dir), STEM)
 
 
-def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> None:
-    """One profile's points ``d`` with its recommendation group ``g``."""
+def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> dict:
+    """One profile's points ``d`` with its recommendation group ``g``; returns what its labels
+    need (placed once every panel's limits are final)."""
     feasible = set(g.get("feasible", []))
     ok = d["layer"].isin(feasible)
     ends = d["layer"].map(is_endpoint)
     for sel, face in ((ok & ~ends, "tab:blue"), (~ok & ~ends, "none")):
         SPLIT.scatter(ax, d.loc[sel, "latency_p95_s"], d.loc[sel, "accuracy"], facecolors=face)
     chosen, miss = g.get("recommended"), g.get("nearest_miss")
-    named = {x["layer"] for x in (chosen, miss) if x}
     for end in d.loc[ends, "layer"]:
         mark = LC_MARK if end == LC else RC_MARK
         e = d[d["layer"] == end]
@@ -133,46 +136,45 @@ def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> None:
             continue
         x, y = float(e["latency_p95_s"].iloc[0]), float(e["accuracy"].iloc[0])
         mark.scatter(ax, [x], [y], facecolors=mark.edge if end in feasible else "none")
-        if end not in named:  # the chosen point / nearest miss get their own label
-            text = end.removeprefix(RC + "-") if end != RC else end
-            ax.annotate(
-                text,
-                (x, y),
-                xytext=(6, -4),
-                textcoords="offset points",
-                fontsize=8,
-                color=mark.edge,
-            )
     front = pd.DataFrame(g.get("pareto", []))
     if not front.empty:
         front = front.sort_values("latency_p95_s")
         fx, fy = front["latency_p95_s"], front["accuracy"]
         ax.step(fx, fy, where="post", color=FRONT.edge, lw=FRONT.lw, zorder=2)
         FRONT.scatter(ax, fx, fy)
-    for point, mark, scale, name, color in (
-        (chosen, style.PICK, PICK_SCALE, "recommended", "black"),
-        (miss, NEAREST_MISS, 1.0, "nearest miss", "tab:red"),
+    for point, mark, scale, name in (
+        (chosen, style.PICK, PICK_SCALE, "recommended"),
+        (miss, NEAREST_MISS, 1.0, "nearest miss"),
     ):
         if not point or point.get("latency_p95_s") is None or point.get("accuracy") is None:
             continue
         xy = (point["latency_p95_s"], point["accuracy"])
         mark.scatter(ax, *xy, scale=scale, zorder=5, label=name)  # under the front's rings
-        ax.annotate(
-            labels.get(point["layer"], point["layer"]),
-            xy,
-            xytext=(8, 6),
-            textcoords="offset points",
-            fontsize=9,
-            fontweight="bold",
-            color=color,
-        )
     if cons.get("max_p95_s") is not None:
         ax.axvline(cons["max_p95_s"], color="grey", ls="--", lw=1, label="QoS limits")
     if cons.get("min_accuracy") is not None:
         ax.axhline(cons["min_accuracy"], color="grey", ls="--", lw=1)
     ax.set_xscale("log")
+    # every point named, clear of the markers and lines drawn above
+    shown = d[np.isfinite(d["latency_p95_s"].astype(float)) & np.isfinite(d["accuracy"])]
+    picked = {x["layer"]: c for x, c in ((miss, "tab:red"), (chosen, "black")) if x}
+    names = [
+        labels.get(x, x) if not is_endpoint(x) else x.removeprefix(RC + "-") if x != RC else x
+        for x in shown["layer"]
+    ]
+    colors = [
+        picked.get(x, (LC_MARK if x == LC else RC_MARK).edge if is_endpoint(x) else "0.25")
+        for x in shown["layer"]
+    ]
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", axis="x", alpha=0.1)
+    return {
+        "x": shown["latency_p95_s"].astype(float),
+        "y": shown["accuracy"].astype(float),
+        "labels": names,
+        "bold": [x in picked for x in shown["layer"]],
+        "colors": colors,
+    }
 
 
 def _legend(fig: Figure, used: set[str]) -> None:

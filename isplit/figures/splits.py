@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from isplit.evaluation.pareto import pareto_front
 from isplit.figures import predictors, style
 from isplit.io.tables import read_metadata
+from isplit.latency.compute import LC_RESULT_BYTES
 
 METRIC_NAMES = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}
 MAX_CLASS_TICKS = 40  # above this many classes the heatmap labels every k-th row only
@@ -49,11 +50,14 @@ def split_figures(
     candidates_path: str | Path,
     quality_path: str | Path,
     out_dir: str | Path,
+    camera_path: str | Path | None = None,
 ) -> list[Path]:
     """Write ``accuracy_by_split``, ``cui_vs_accuracy``, ``accuracy_vs_bytes`` and
     ``per_class_accuracy`` (PNG + PDF each) into ``out_dir``; return the paths.
 
-    ``candidates_path`` is ``candidates_all.tsv`` (every probe point with its flags)."""
+    ``candidates_path`` is ``candidates_all.tsv`` (every probe point with its flags);
+    ``camera_path`` (``camera.parquet``) adds the camera's own options (raw frame, JPEG) beside
+    LC to the accuracy-vs-bytes figure."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = pd.read_parquet(splits_path).sort_values("layer_index", kind="stable")
@@ -67,7 +71,8 @@ def split_figures(
     kinds = _kinds(splits, style.read_flags(candidates_path))
     paths = _accuracy_by_split(splits, curve, kinds, q, title, out_dir)
     paths += _cui_vs_accuracy(splits, kinds, q, title, out_dir)
-    paths += _accuracy_vs_bytes(splits, q, title, out_dir)
+    camera = pd.read_parquet(camera_path) if camera_path else None
+    paths += _accuracy_vs_bytes(splits, _no_split_options(q, camera), q, title, out_dir)
     paths += _per_class_accuracy(splits, q, title, out_dir)
     paths += predictors.predictors_figure(q, title, out_dir)
     return paths
@@ -276,17 +281,41 @@ def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
     return style.save_figure(fig, out_dir, "cui_vs_accuracy")
 
 
-def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
+def _no_split_options(q: dict, camera: pd.DataFrame | None) -> pd.DataFrame:
+    """LC and the camera's options as points of the accuracy-vs-bytes plane: name, bytes
+    (the frame's mean for a camera option), test accuracy of the experiment's metric and its
+    interval (the fine-tuned model on what the server sees)."""
+    m = q.get("metric", "top1")
+    rows = []
+    ft = (q.get("finetuned") or {}).get("test") or {}
+    if _finite(ft.get("value")):
+        lo, hi = ft.get("ci") or (np.nan, np.nan)
+        rows.append(("LC", float(LC_RESULT_BYTES), ft["value"], lo, hi))
+    for r in [] if camera is None else camera.to_dict("records"):
+        rows.append((f"RC-{r['option']}", r["bytes_mean"], r[m], r[m + "_lo"], r[m + "_hi"]))
+    return pd.DataFrame(rows, columns=["name", "bytes", "acc", "lo", "hi"], dtype=object).astype(
+        {"bytes": float, "acc": float, "lo": float, "hi": float}
+    )
+
+
+def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Path]:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     m, acc_axis = _metric(q)
     b = splits["bytes"].to_numpy(np.float64)
     a = splits[m].to_numpy(np.float64)
     ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
+    # the front is over every option, split or not: a split is worth its bytes only if no
+    # option sending fewer bytes is at least as accurate
+    eb, ea = ends["bytes"].to_numpy(np.float64), ends["acc"].to_numpy(np.float64)
+    all_b, all_a = np.append(b[ok], eb), np.append(a[ok], ea)
+    front_all = pareto_front(cost=all_b, value=all_a)
+    n_ok = int(ok.sum())
     idx = np.flatnonzero(ok)
-    front = idx[pareto_front(cost=b[ok], value=a[ok])]
     on = np.zeros(len(b), dtype=bool)
-    on[front] = True
+    on[idx[[i for i in front_all if i < n_ok]]] = True
+    end_on = np.zeros(len(ends), dtype=bool)
+    end_on[[i - n_ok for i in front_all if i >= n_ok]] = True
 
     fig = Figure(figsize=(8.5, 6.4), layout="constrained")
     ax = fig.add_subplot()
@@ -297,19 +326,32 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
     red = {"color": "tab:red", "edgecolor": "black", "lw": 0.6}
     ax.scatter(b[on], a[on], s=70, zorder=5, label="Pareto-optimal split", **red)
     _error_bars(ax, b, splits, m, elinewidth=0.9, capsize=2, zorder=2, alpha=0.6)
-    if len(front):
-        fx, fy = b[front], a[front]
+    for kind, mark, text in (
+        ("LC", style.LC_MARK, f"LC: whole model on the device ({LC_RESULT_BYTES} B answer)"),
+        ("RC-", style.RC_MARK, "RC: the camera frame (raw, JPEG; mean bytes)"),
+    ):
+        sel = ends["name"].str.startswith(kind).to_numpy()
+        if not sel.any():
+            continue
+        e = ends[sel]
+        mark.scatter(ax, e["bytes"], e["acc"], facecolors=mark.edge, label=text)
+        err = np.vstack([e["acc"] - e["lo"], e["hi"] - e["acc"]])
+        ax.errorbar(e["bytes"], e["acc"], yerr=err, fmt="none", ecolor=mark.edge,
+                    elinewidth=0.9, capsize=2, zorder=2, alpha=0.6)  # fmt: skip
+    if len(front_all):
+        order = np.argsort(all_b[front_all])
+        fx, fy = all_b[front_all][order], all_a[front_all][order]
         # best accuracy reachable with at most x bytes: flat until the next front point
-        hx, hy = np.append(fx, b[ok].max() * 1.6), np.append(fy, fy[-1])
+        hx, hy = np.append(fx, all_b.max() * 1.6), np.append(fy, fy[-1])
         lab = "Pareto front (best accuracy for at most x bytes)"
         ax.step(hx, hy, where="post", color="tab:red", lw=1.5, zorder=4, label=lab)
     ft = _finetuned(ax, q, lw=1.2)
-    if ok.any():
-        ax.set_xlim(b[ok].min() / 1.6, b[ok].max() * 1.6)
-        _pad(ax.set_ylim, np.append(a[ok], [] if ft is None else [ft]), flat=0.2, least=0.02)
+    if len(all_b):
+        ax.set_xlim(all_b.min() / 1.6, all_b.max() * 1.6)
+        _pad(ax.set_ylim, np.append(all_a, [] if ft is None else [ft]), flat=0.2, least=0.02)
     fmt = FuncFormatter(lambda v, _pos: style.si(v, "B"))
     ax.xaxis.set_major_formatter(fmt)
-    if ok.any() and np.log10(b[ok].max() / b[ok].min() * 1.6**2) < 3.0:
+    if len(all_b) and np.log10(all_b.max() / all_b.min() * 1.6**2) < 3.0:
         # up to 3 decades the decades alone leave too few labels: add 2× and 5×
         ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
         ax.xaxis.set_minor_formatter(fmt)
@@ -318,18 +360,22 @@ def _accuracy_vs_bytes(splits, q, title, out_dir) -> list[Path]:
         ax.xaxis.set_minor_formatter(NullFormatter())
     style.pct_axis(ax.yaxis)
     ax.set_xlabel("bytes transmitted per image (log scale; bottleneck code as sent)")
-    ax.set_ylabel(acc_axis)
+    ax.set_ylabel(acc_axis.replace(" after bottleneck retraining", ""))
     ax.grid(alpha=0.3, which="major")
     ax.grid(alpha=0.12, which="minor", axis="x")
     style.legend_below(fig, ncol=2, markerscale=0.8)
     ax.set_title(
         f"Accuracy vs transmitted bytes{title}\n"
-        f"Pareto front: {len(front)} of {int(ok.sum())} evaluated splits",
+        f"Pareto front: {int(on.sum())} of {n_ok} evaluated splits, "
+        f"{int(end_on.sum())} of {len(ends)} options without a split",
         fontsize=10,
     )
-    if ok.any():
+    if len(all_b):
         labels = [_short_label(v) for v in splits["label"].astype(str)[ok]]
-        style.place_labels(fig, ax, b[ok], a[ok], labels, bold=on[ok])
+        labels += [n.removeprefix("RC-") for n in ends["name"]]
+        colors = ["black"] * n_ok + [style.LC_MARK.edge] * len(ends)
+        bold = np.append(on[ok], end_on)
+        style.place_labels(fig, ax, all_b, all_a, labels, bold=bold, colors=colors)
     return style.save_figure(fig, out_dir, "accuracy_vs_bytes")
 
 

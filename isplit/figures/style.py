@@ -86,6 +86,9 @@ ISPLIT_MAX = Mark("*", "tab:red", "tab:red", 220, zorder=6)
 # the split a method picks: I-SPLIT's predicted best, or the QoS recommendation
 PICK = Mark("*", "gold", "black", 520, lw=1.1, zorder=7)
 MEASURED_BEST = Mark("o", "none", "tab:green", 380, lw=2.0, zorder=8)
+# the options without a split: LC (the whole model on the device), RC (the camera frame sent)
+LC_MARK = Mark("s", "none", "tab:green", 46, zorder=4)
+RC_MARK = Mark("D", "none", "tab:green", 46, zorder=4)
 
 KIND_LABELS = {
     "cde": "CDE candidate (size drop)",
@@ -154,7 +157,7 @@ def si(v: float, unit: str) -> str:
     return f"{v:g} {unit}"
 
 
-def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> None:
+def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None, colors=None) -> None:
     """Label points without overlapping each other, the points, the lines in ``ax`` or the axes
     frame: try a ring of offsets around each point (nearest first) and keep the first free
     one, else the least bad; a label moved away from its point gets a thin leader line, and
@@ -170,13 +173,16 @@ def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> Non
     occupied += _marker_boxes(ax, px_per_pt) + _line_obstacles(ax)
     frame = ax.get_window_extent(renderer)
     # nearest first, diagonals before sides: a label off the diagonal clears the point's
-    # horizontal and vertical neighbours, which lie on the same split or the same accuracy
+    # horizontal and vertical neighbours, which lie on the same split or the same accuracy.
+    # The first ring (10 pt: 7.07 pt along each axis on the diagonal) is the nearest that
+    # clears the room reserved around the point, and needs no leader line.
     offsets = []
-    for dist in (6, 13, 22, 34):
+    for dist in (10, 14, 22, 34):
         for ang in (45, -45, 135, -135, 90, -90, 0, 180, 22, -22, 158, -158):
             t = math.radians(ang)
             offsets.append((dist * math.cos(t), dist * math.sin(t)))
     bold = np.zeros(len(labels), dtype=bool) if bold is None else np.asarray(bold, dtype=bool)
+    colors = ["black"] * len(labels) if colors is None else list(colors)
     sizes = []
     for lab, b in zip(labels, bold, strict=True):
         t = ax.text(0, 0, lab, fontsize=fontsize, fontweight="bold" if b else "normal")
@@ -202,7 +208,7 @@ def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> Non
                 + max(0, bb.y1 - frame.y1)
             )
             seg = (tuple(pts[i]), (ax_, ay_))
-            if math.hypot(dx, dy) > 10:
+            if math.hypot(dx, dy) > 11:
                 cost += 5e3 * sum(_segments_cross(*seg, *other) for other in leaders)
             cost += 1e-3 * math.hypot(dx, dy)  # ties: the nearer
             if cost < best_cost:
@@ -210,7 +216,7 @@ def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> Non
             if cost < 1:
                 break
         bb, dx, dy, ha, va, seg = best
-        leader = math.hypot(dx, dy) > 10
+        leader = math.hypot(dx, dy) > 11
         ann = ax.annotate(
             labels[i],
             (x[i], y[i]),
@@ -220,6 +226,7 @@ def place_labels(fig: Figure, ax, x, y, labels, *, fontsize=7, bold=None) -> Non
             va=va,
             fontsize=fontsize,
             fontweight="bold" if bold[i] else "normal",
+            color=colors[i],
             zorder=9,
             annotation_clip=False,
             arrowprops=(

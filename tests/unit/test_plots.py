@@ -309,6 +309,28 @@ def test_split_figures_mobilenet_all_points(tmp_path, captured):
     assert len(stars) == 1 and stars[0].get_offsets()[:, 0].tolist() == best
 
 
+def test_accuracy_vs_bytes_shows_lc_and_the_camera_options(tmp_path, captured):
+    """LC and the camera's frames are points of the same plane, on the same front."""
+    inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:6])
+    m = json.loads(Path(inputs["quality_path"]).read_text()).get("metric", "top1")
+    camera = pd.DataFrame(
+        {"option": ["raw", "jpeg90"], "bytes_mean": [90_000.0, 9_000.0],
+         m: [0.5, 0.99], f"{m}_lo": [0.4, 0.95], f"{m}_hi": [0.6, 1.0]}
+    )  # fmt: skip
+    camera.to_parquet(tmp_path / "camera.parquet")
+    out = tmp_path / "figs"
+    splits.split_figures(**inputs, out_dir=out, camera_path=tmp_path / "camera.parquet")
+    ax = captured["accuracy_vs_bytes"].axes[0]
+    texts = {t.get_text(): t for t in ax.texts}
+    assert {"LC", "raw", "jpeg90"} <= set(texts)
+    # jpeg90 is more accurate than every split and LC: it ends the front, in bold; raw does not
+    assert texts["jpeg90"].get_fontweight() == "bold"
+    assert texts["raw"].get_fontweight() == "normal"
+    assert ax.get_xlim()[1] > 90_000 and ax.get_xlim()[0] < 4
+    options = splits._no_split_options(json.loads(Path(inputs["quality_path"]).read_text()), camera)
+    assert options["name"].tolist()[-2:] == ["RC-raw", "RC-jpeg90"]
+
+
 def test_split_figures_subset_single_split_and_null_correlations(tmp_path):
     inputs = make_inputs(tmp_path / "in", evaluate=[7], null_corr=True, finetuned=None)
     out = tmp_path / "figs"
@@ -323,6 +345,7 @@ def test_split_figures_many_classes_is_a_tall_heatmap(tmp_path):
     assert h > 1.5 * w
 
 
+@pytest.mark.slow
 def test_split_figures_rerun_byte_identical(tmp_path):
     # the split figures: they hold the most (label placement, text); saving is shared
     inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:5], n_classes=3)
@@ -395,6 +418,7 @@ def test_latency_figure(tmp_path):
         latency.pick_setting(frame, "lte", loss=0.05)
 
 
+@pytest.mark.slow
 def test_figures_import_no_torch(tmp_path):
     """Figures run where torch is not installed: any import of it fails in this subprocess."""
     inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:4], n_classes=2)

@@ -154,6 +154,7 @@ def test_relay_adds_its_delay_each_way(splits, array_dataset):
     assert (net >= 2 * delay).all() and (net < 2 * delay + 0.1).all(), net
 
 
+@pytest.mark.slow
 def test_cli_serve_and_device(splits, array_dataset, tmp_path):
     """The click commands end to end: ``serve`` as a subprocess on a free port, ``device``
     in process; the device prints its statistics as JSON on its last line. Both ends read

@@ -40,6 +40,7 @@ rule plot_splits:
         curve="results/{exp}/cui/curve.parquet",
         candidates="results/{exp}/candidates_all.tsv",
         quality="results/{exp}/quality.json",
+        camera="results/{exp}/camera/camera.parquet",
     output:
         report(
             "results/{exp}/figures/accuracy_by_split.png",
@@ -94,7 +95,7 @@ rule plot_splits:
     shell:
         "python -m isplit plot-splits --splits {input.splits:q} --curve {input.curve:q}"
         " --candidates-all {input.candidates:q} --quality {input.quality:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " --camera {input.camera:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule plot_latency:
