@@ -93,12 +93,23 @@ def summary(
 @click.option("--size", type=int, default=32, show_default=True, help="pixels per side")
 @click.option("--eval-subset", type=int, default=None, help="as fine-tuning scored (finetune)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--finetuned-predictions",
+    type=EXISTING,
+    default=None,
+    help="the fine-tuned model's predictions.parquet: adds the paired difference",
+)
 @click.option("--out", "out_path", type=PATH, required=True)
-def simple_baseline(dataset_dir, size, eval_subset, seed, out_path):
+def simple_baseline(dataset_dir, size, eval_subset, seed, finetuned_predictions, out_path):
     """Logistic regression on downsampled grey pixels (penalty chosen on validation) → OUT."""
     from isplit.evaluation import baseline
 
     r = baseline.run(
-        dataset_dir=dataset_dir, out_path=out_path, size=size, eval_subset=eval_subset, seed=seed
+        dataset_dir=dataset_dir,
+        out_path=out_path,
+        size=size,
+        eval_subset=eval_subset,
+        seed=seed,
+        finetuned_predictions=finetuned_predictions,
     )
     click.echo(json.dumps(r["test"]))

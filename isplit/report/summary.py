@@ -64,9 +64,16 @@ def summary_markdown(
         ]
     if baseline:
         b = baseline["test"]
+        diff = (baseline.get("finetuned_minus_baseline") or {}).get(m)
+        paired = (
+            f" The fine-tuned model minus the baseline on the same {diff['n']} test images: "
+            f"{_ci(diff)} (paired bootstrap)."
+            if diff
+            else ""
+        )
         lines += [
             f"Simple baseline, {baseline['model']} (penalty chosen on validation): test "
-            f"{name} {_fmt(b[m])} [{_fmt(b[m + '_ci'][0])}, {_fmt(b[m + '_ci'][1])}].",
+            f"{name} {_fmt(b[m])} [{_fmt(b[m + '_ci'][0])}, {_fmt(b[m + '_ci'][1])}].{paired}",
             "",
         ]
     if camera is not None and len(camera):

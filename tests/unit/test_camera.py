@@ -77,3 +77,36 @@ def test_pixel_baseline_learns_the_synthetic_classes(array_dataset, tmp_path):
         "val": 60,
         "test": 60,
     }
+
+
+def test_paired_difference_with_the_fine_tuned_model(array_dataset, tmp_path):
+    """The comparison pairs the images: a model right exactly where the baseline is right
+    differs by 0 with a zero-width interval; one always wrong differs by minus the baseline."""
+    import pandas as pd
+
+    first = baseline.run(dataset_dir=array_dataset, out_path=tmp_path / "a.json", size=16)
+    _, labels, ids = baseline.pixels(array_dataset, "test", 16, None, 0)
+    x = [baseline.pixels(array_dataset, s, 16, None, 0)[0] for s in ("train", "test")]
+    mean, std = x[0].mean(0), x[0].std(0) + 1e-6
+    w = baseline.fit((x[0] - mean) / std, baseline.pixels(array_dataset, "train", 16, None, 0)[1],
+                     int(labels.max()) + 1, first["chosen_l2"])  # fmt: skip
+    same = baseline.predict(w, (x[1] - mean) / std)
+    for name, pred in (("same", same), ("wrong", (labels + 1) % (labels.max() + 1))):
+        path = tmp_path / f"{name}.parquet"
+        rows = {"split": "test", "sample_id": ids[::-1], "label": labels[::-1], "pred": pred[::-1]}
+        pd.DataFrame(rows).to_parquet(path)  # another order: pairs are found by sample id
+        out = baseline.run(dataset_dir=array_dataset, out_path=tmp_path / "b.json", size=16,
+                           n_boot=200, finetuned_predictions=path)  # fmt: skip
+        d = out["finetuned_minus_baseline"]["balanced_accuracy"]
+        if name == "same":
+            assert d["value"] == 0 and d["ci"] == [0, 0] and d["n"] == len(ids)
+        else:
+            assert d["value"] == pytest.approx(-out["test"]["balanced_accuracy"])
+            assert d["ci"][0] <= d["value"] <= d["ci"][1] < 0
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"split": "test", "sample_id": ["x"], "label": [0], "pred": [0]}).to_parquet(bad)
+    with pytest.raises(ValueError, match="no test prediction"):
+        baseline.run(dataset_dir=array_dataset, out_path=tmp_path / "c.json", size=16,
+                     finetuned_predictions=bad)  # fmt: skip
+    assert not (tmp_path / "c.json").exists()
+    assert json.loads((tmp_path / "b.json").read_text())["n"]["test"] == len(ids)

@@ -33,7 +33,8 @@ rule gather_splits:
 
 rule simple_baseline:
     input:
-        experiment_dataset,
+        dataset=experiment_dataset,
+        finetuned="results/{exp}/finetune/predictions.parquet",
     output:
         "results/{exp}/baseline.json",
     log:
@@ -50,5 +51,6 @@ rule simple_baseline:
         seed=exp_value("seed"),
         code=code_version("simple-baseline"),
     shell:
-        "python -m isplit simple-baseline --dataset {input:q} --seed {params.seed}"
-        " {params.eval_subset} --out {output:q} > {log:q} 2>&1"
+        "python -m isplit simple-baseline --dataset {input.dataset:q} --seed {params.seed}"
+        " {params.eval_subset} --finetuned-predictions {input.finetuned:q}"
+        " --out {output:q} > {log:q} 2>&1"
