@@ -15,7 +15,8 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, num_classes: i
     support, predicted, hits = conf.sum(1), conf.sum(0), conf.diagonal()
     recall = hits / np.maximum(support, 1)
     precision = hits / np.maximum(predicted, 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
     present = support > 0
     n = int(len(labels))
     return {

@@ -10,8 +10,8 @@
   (and its interval) of CUI and of the CDE size baseline.
 * ``accuracy_vs_bytes``: accuracy vs bytes sent per image (log) with the Pareto front
   (:func:`isplit.evaluation.pareto.pareto_front`) as a step line.
-* ``per_class_accuracy``: heatmap classes × splits, each class's own predicted best split boxed,
-  the global predicted best column dashed.
+* ``per_class_accuracy`` (drawn by :mod:`isplit.figures.per_class`): heatmap classes × splits,
+  each class's own predicted best split boxed, the global predicted best column dashed.
 * ``predictors``: every zero-retraining predictor's Spearman ρ with the accuracy after
   retraining and the regret of its choice, with 95 % intervals.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +32,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from isplit.evaluation.pareto import pareto_front
-from isplit.figures import predictors, style
+from isplit.figures import per_class, predictors, style
 from isplit.io.tables import read_metadata
 from isplit.latency.compute import LC_RESULT_BYTES
 
 METRIC_NAMES = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}
-MAX_CLASS_TICKS = 40  # above this many classes the heatmap labels every k-th row only
-# the chosen split's column outline on the per-class heatmap, also its legend entry
-PICK_COLUMN = {"color": "black", "lw": 2.2, "ls": (0, (4, 2))}
 
 
 def split_figures(
@@ -73,7 +69,7 @@ def split_figures(
     paths += _cui_vs_accuracy(splits, kinds, q, title, out_dir)
     camera = pd.read_parquet(camera_path) if camera_path else None
     paths += _accuracy_vs_bytes(splits, _no_split_options(q, camera), q, title, out_dir)
-    paths += _per_class_accuracy(splits, q, title, out_dir)
+    paths += per_class.per_class_figure(splits, q, title, out_dir)
     paths += predictors.predictors_figure(q, title, out_dir)
     return paths
 
@@ -377,84 +373,3 @@ def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Pa
         bold = np.append(on[ok], end_on)
         style.place_labels(fig, ax, all_b, all_a, labels, bold=bold, colors=colors)
     return style.save_figure(fig, out_dir, "accuracy_vs_bytes")
-
-
-def _per_class_accuracy(splits, q, title, out_dir) -> list[Path]:
-    from matplotlib.patches import Rectangle
-
-    acc_cols = [c for c in splits.columns if c.startswith("acc:")]
-    if not acc_cols:
-        msg = "no per-class accuracies in splits.parquet"
-        return style.message_figure(msg, out_dir, "per_class_accuracy")
-    classes = [c.split(":", 1)[1] for c in acc_cols]
-    col_of = {layer: j for j, layer in enumerate(splits["layer"].astype(str))}
-    mat = splits[acc_cols].to_numpy(np.float64).T  # classes × splits
-    k, n = mat.shape
-    per_class = q.get("per_class") or []
-    predicted = {str(e["class"]): e["predicted"] for e in per_class if e.get("predicted")}
-    own = {
-        c: col_of[str(p["own_best"])] for c, p in predicted.items() if str(p["own_best"]) in col_of
-    }
-    rows = [i for i, c in enumerate(classes) if c in own]
-    n_own = len(predicted)
-    annotate = k <= 20 and n <= 24
-    many = k > MAX_CLASS_TICKS
-
-    height = min(22.0, 0.075 * k + 4.0) if many else 0.32 * k + 3.0
-    width = max(9.0 if many else 8.0, 0.5 * n + 3.5)
-    fig = Figure(figsize=(width, max(4.5, height)), layout="constrained")
-    ax = fig.add_subplot()
-    im = ax.imshow(mat, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0, vmax=1)
-    if many:  # a full-height bar on a very tall figure is mostly empty: put it on top
-        cb = fig.colorbar(im, ax=ax, location="top", fraction=0.02, pad=0.01, shrink=0.6)
-    else:
-        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, shrink=min(1.0, max(0.4, 12 / k)))
-    cb.set_label("per-class test recall (fraction correct)")
-    if annotate:
-        for (i, j), v in np.ndenumerate(mat):
-            if np.isfinite(v):
-                ink = "black" if v > 0.6 else "white"
-                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6.5, color=ink)
-    inset = 0.06 if many else 0.1  # inside the cell, clear of the chosen column's outline
-    box = {"fill": False, "edgecolor": "red", "lw": 1.2 if many else 2.0, "zorder": 5}
-    for i in rows:
-        xy = (own[classes[i]] - 0.5 + inset, i - 0.5 + inset)
-        ax.add_patch(Rectangle(xy, 1 - 2 * inset, 1 - 2 * inset, **box))
-    handles = [Rectangle((0, 0), 1, 1, **box, label="class's own best")] if rows else []
-    pick = (q.get("predictors", {}).get("cui_mean") or {}).get("choice")
-    if pick and str(pick) in col_of:
-        j = col_of[str(pick)]
-        ax.add_patch(Rectangle((j - 0.5, -0.5), 1, k, fill=False, zorder=4, **PICK_COLUMN))
-        # just above the top edge: x in data, y in axes coordinates
-        tip = ax.get_xaxis_transform()
-        style.PICK.scatter(ax, [j], [1.0], transform=tip, marker="v", scale=0.25, clip_on=False)
-        label = "I-SPLIT predicted best split (global)"
-        handles.append(style.PICK.handle(marker="v", scale=0.16, label=label, **PICK_COLUMN))
-    style.probe_ticks(ax, splits["label"].astype(str).tolist())
-    ax.set_ylim(k - 0.5, -0.5)
-    ax.set_xlabel("evaluated split point (network order)")
-    step = style.sparse_yticks(ax, classes, MAX_CLASS_TICKS, fontsize=7 if k <= 20 else 6)
-    ax.set_ylabel("class" + (f" (every {step}th labelled)" if step > 1 else ""))
-    if handles:
-        style.legend_below(fig, handles=handles, ncol=2, markerscale=1.0)
-    notes = []
-    beyond = sum(1 for p in predicted.values() if p.get("beyond_ci"))
-    if predicted:
-        notes.append(
-            f"a class's predicted own best beats the global one beyond the 95 % interval for "
-            f"{beyond} of {len(predicted)} classes"
-        )
-    if n_own > len(rows):
-        notes.append(f"{n_own - len(rows)} of {n_own} classes' own best split not evaluated")
-    if annotate:
-        notes.append("cell values in %")
-    parts = [
-        f"Per-class test recall after bottleneck retraining (mean over seeds){title}",
-        f"{k} classes × {n} evaluated splits; red box: each class's own predicted best split "
-        "(its class CUI argmax)",
-    ]
-    if notes:
-        parts.append("; ".join(notes))
-    chars = int(width * 12)  # about what fits across the figure at this font size
-    ax.set_title("\n".join(line for p in parts for line in textwrap.wrap(p, chars)), fontsize=9.5)
-    return style.save_figure(fig, out_dir, "per_class_accuracy")

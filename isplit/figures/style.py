@@ -251,7 +251,8 @@ def _marker_boxes(ax, px_per_pt: float) -> list:
     for c in ax.collections:
         if not isinstance(c, PathCollection) or not len(c.get_offsets()):
             continue
-        pts = c.get_offset_transform().transform(c.get_offsets())
+        # masked offsets (NaN data) become NaN here and are skipped below
+        pts = c.get_offset_transform().transform(np.ma.filled(c.get_offsets(), np.nan))
         sizes = np.resize(c.get_sizes(), len(pts))
         widths = np.resize(c.get_linewidths(), len(pts))
         # a marker of size s (points²) spans sqrt(s) points, plus half its outline

@@ -52,6 +52,7 @@ TORCH_FREE = [
     "isplit.latency.recommend",
     "isplit.figures.cui",
     "isplit.figures.splits",
+    "isplit.figures.per_class",
     "isplit.figures.latency",
     "isplit.report.summary",
     "isplit.cli",
