@@ -92,5 +92,5 @@ rule recommend:
     shell:
         "python -m isplit recommend --latency {input.latency:q} --splits {input.splits:q}"
         " --finetune-metrics {input.finetune:q} --config {params.cfg:q}"
-        " --metric {params.metric} --camera {input.camera:q} --workers {threads}"
+        " --metric {params.metric} --camera {input.camera:q}"
         " --out {output:q} > {log:q} 2>&1"
