@@ -9,7 +9,7 @@ depend on the weights; 10-class head) at 64 px, batch 32, on the same random bat
   (b) ``isplit.importance.extract`` (one forward + one backward per batch, all layers);
   (c) Captum ``LayerGradCam`` called once per probe layer (one forward + backward per layer),
       parameters frozen, divided by the channel count to match the channel mean;
-  (d) the per-image reference of the public code's algorithm as it runs (docs/method.md §6;
+  (d) the per-image reference of the public code's algorithm as it runs (docs/methods.md §6;
       tests/isplit_reference.py with ``public_code_cost=True``: batch 1, one backward per
       image, and the forward prefix re-run with autograd for every hooked module — VGG16's 31
       ``features`` modules, ResNet-50's 20 entries — keeping only the probed layers) on a few

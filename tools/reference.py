@@ -1,4 +1,4 @@
-"""Per-image reference of the public I-SPLIT code's importance algorithm (docs/method.md §1.3, §6).
+"""Per-image reference of the public I-SPLIT code's importance algorithm (docs/methods.md §1.3, §6).
 
 Written independently of :mod:`isplit.importance` to check it, and used as the slow baseline of
 ``scripts/bench_importance.py``. It follows ``main.py::compute_saliency`` and
@@ -48,7 +48,7 @@ def reference_cui(
     """(cui (N, L) float64, pred (N,) int64[, alphas: list over images of list over layers]).
 
     ``public_code_cost=True`` also does the work the public code does and throws away (the
-    benchmark's baseline, docs/method.md §6): it hooks and re-runs the prefix for *every* step up
+    benchmark's baseline, docs/methods.md §6): it hooks and re-runs the prefix for *every* step up
     to the last probe (VGG16's 31 ``features`` modules, ResNet-50's 4 stem modules + 16
     blocks), with autograd recording as in ``get_filters`` (no ``no_grad``), and keeps only
     the probed layers' values.

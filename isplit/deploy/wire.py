@@ -1,7 +1,7 @@
 """Real split inference over TCP: ``isplit serve`` runs decoder + tail, ``isplit device`` runs
 head + encoder on a stream of test images and measures each frame's latency.
 
-Why: Split-Et-Impera picks a split from a *simulated* network (docs/method.md §5,
+Why: Split-Et-Impera picks a split from a *simulated* network (docs/methods.md §5,
 :mod:`isplit.latency.netsim`). Running the same split for real, with timestamps at every stage,
 is what the simulation is held against (``scripts/validate_latency.py``).
 

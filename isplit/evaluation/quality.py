@@ -2,7 +2,7 @@
 
 I-SPLIT's claim is that the CUI curve predicts the accuracy a split reaches after retraining.
 A reviewer's first question is whether it predicts more than simpler quantities do, so CUI is
-compared with the simplest baselines on the same retrained splits (docs/method.md §3.3):
+compared with the simplest baselines on the same retrained splits (docs/methods.md §3.3):
 
 ==============  ===================================================  ==================
 predictor       value (higher = predicted better)                    hypothesis

@@ -1,7 +1,7 @@
 """The predicted side: I-SPLIT's CUI curve and its candidates (PNG + PDF each).
 
 :func:`cui_figures` draws I-SPLIT's figure 1 and the per-class view from ``curve.parquet`` and
-``candidates_all.tsv`` alone (docs/method.md explains the rules behind the flags):
+``candidates_all.tsv`` alone (docs/methods.md explains the rules behind the flags):
 
 * ``cui_curve``: the CUI curve in log10 (mean over all images) with the I-SPLIT candidates (local
   maxima, red stars), the predicted best split (large gold star), and on a second, logarithmic y

@@ -1,6 +1,6 @@
 """Candidate split points: I-SPLIT's CUI maxima, per-class bests, the CDE size baseline.
 
-Rules (docs/method.md; each decided here and tested in ``tests/test_candidates.py``):
+Rules (docs/methods.md; each decided here and tested in ``tests/unit/test_candidates.py``):
 
 * **Local maxima of log10 CUI** (flag ``isplit-max``), on the whole curve of probe points:
   a maximal run of equal values (a plateau; a single point is a run of one) is a maximum when
@@ -15,7 +15,7 @@ Rules (docs/method.md; each decided here and tested in ``tests/test_candidates.p
   both ends and a rising shelf (1, 2, 2, 3) as a maximum.
 * **No input point.** The public code prepends an input point equal to the first layer
   (:mod:`isplit.cui`, ``layer_index = -1``), and its rule then flags the first layer as a
-  maximum whenever the second is lower: a flat segment followed by a drop (docs/method.md §3.1).
+  maximum whenever the second is lower: a flat segment followed by a drop (docs/methods.md §3.1).
   Rows with ``layer_index < 0`` are dropped before anything is selected, so the input point
   never changes a result: the first layer is judged against its one real neighbour only. It
   is then a maximum exactly when it is higher than the second layer — by the end rule above,

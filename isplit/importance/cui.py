@@ -3,8 +3,8 @@
 I-SPLIT's "Cumulative Unit Importance" of layer l is the mean over images of the per-image
 ``cui[n, l]`` (:mod:`isplit.importance.gradcam`): the public code averages the maps pixel-wise over
 images and then over pixels, which is the same number because everything is linear and the
-maps are non-negative (docs/method.md). Nothing accumulates across layers. Per-class curves
-group the images by their *true* label (docs/method.md); weighted by the class counts they
+maps are non-negative (docs/methods.md). Nothing accumulates across layers. Per-class curves
+group the images by their *true* label (docs/methods.md); weighted by the class counts they
 average back to the global curve.
 
 ``curve.parquet`` (long format; rows: group ``all`` first, then the classes in class order;
@@ -27,7 +27,7 @@ Classes without images are left out. The file's Parquet key-value metadata ``isp
 the importance run's settings (from ``samples.parquet``) plus ``classes`` and ``input_point``.
 
 The input point: the public code plots ``[CUI_1, CUI_1, CUI_2, ...]`` — a point for the input,
-set equal to the first layer (docs/method.md). With ``input_point=True`` (the default for
+set equal to the first layer (docs/methods.md). With ``input_point=True`` (the default for
 samples of the ``public-code`` variant) each group gets that row, ``layer_index = -1``, so the
 curve can be drawn as published; :mod:`isplit.importance.candidates` never treats it as a
 split point.

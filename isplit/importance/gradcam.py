@@ -1,6 +1,6 @@
 """Per-image, per-layer neuron importance (I-SPLIT's layer Grad-CAM), in one pass per batch.
 
-Definition (the paper's, our default; docs/method.md §1.1). The model is in eval mode; ``y`` is
+Definition (the paper's, our default; docs/methods.md §1.1). The model is in eval mode; ``y`` is
 the logit of the *true* label. For each probe point ``l`` with activation ``A`` (C×H×W)::
 
     α_c      = mean_{h,w} ∂y/∂A_{c,h,w}                (Grad-CAM channel weights)
@@ -15,11 +15,11 @@ How (and why this way)
 * **One forward and one backward per batch give every layer.** Forward hooks store each probe
   module's output ``A`` and *return a clone*, so the rest of the network runs on the clone. An
   in-place op downstream (VGG's ``ReLU(inplace=True)`` after a probed conv, torchvision's
-  reused in-place ReLUs) then modifies the clone, never the stored ``A``
-  (docs/method.md §1.3: without the clone 16 of VGG16's 31 layers come out wrong). The gradient that
-  reaches ``A`` through the clone is ∂y/∂A of the value the split would transmit; for a conv
+  reused in-place ReLUs) then modifies the clone, never the stored ``A`` (docs/methods.md
+  §1.3: without the clone 16 of VGG16's 31 layers come out wrong). The gradient that reaches
+  ``A`` through the clone is ∂y/∂A of the value the split would transmit; for a conv
   followed by an in-place ReLU that is the ReLU-masked gradient w.r.t. the pre-activation,
-  which is also what the public code's tensor hooks receive (docs/method.md §1.4).
+  which is also what the public code's tensor hooks receive (docs/methods.md §1.4).
 * In eval mode the samples of a batch do not interact, so ``autograd.grad(Σ_n y_n, A)`` is, row
   by row, each image's own gradient: batching is exact, not an approximation.
 * ``torch.autograd.grad`` w.r.t. the stored activations only: no ``.backward()``, no parameter
@@ -39,7 +39,7 @@ kept: this variant loops over images one at a time (slow, by construction). It r
 copy of the model, so the caller's BatchNorm running statistics are not touched. With it, the
 stem, the maxpool and each stage's last ResNet block get α ≈ 0 (their outputs only feed
 conv→BN paths, and the gradient through a train-mode BN has zero mean per channel), which is
-the −10 dips of the published ResNet curve (docs/method.md §1.4). Its probe list, with the VGG
+the −10 dips of the published ResNet curve (docs/methods.md §1.4). Its probe list, with the VGG
 ``block1_conv2`` quirk, is ``models.probe_points(model, "public-code")``; its predicted-class
 target is ``target="pred"`` (:func:`run` picks it when the config leaves ``target`` unset); and
 its duplicated input point belongs to the curve (:mod:`isplit.cui`), not to the extraction.

@@ -1,7 +1,7 @@
 """Compute profiles: how long each side of every split takes, measured or imported.
 
 Why measure per part: the device runs ``head`` + ``encoder`` and the server ``decoder`` + ``tail``
-(docs/method.md), so a split's compute latency is a sum of parts, and the parts can be scaled to
+(docs/methods.md), so a split's compute latency is a sum of parts, and the parts can be scaled to
 another machine independently. The two ends of the design space are measured too:
 
 * ``LC`` (local computing): the whole fine-tuned model on the device; only the result is sent

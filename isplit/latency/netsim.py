@@ -1,7 +1,7 @@
 """Packet-level, discrete-event simulation of one camera stream over one link.
 
 Why this exists: Split-Et-Impera (SEI) decides the split from a packet-level simulation in SCNSL
-(a SystemC library, docs/method.md §5.1) that cannot be built here. This module re-implements the
+(a SystemC library, docs/methods.md §5.1) that cannot be built here. This module re-implements the
 parts of that setting that shape the latency of a frame, in pure Python (``heapq`` for the event
 queue, ``numpy`` for the seeded random numbers), so the result can be checked against a closed
 form, against ns-3 (:mod:`.ns3sim`) and against real TCP/UDP (``scripts/validate_latency.py``).
@@ -65,7 +65,7 @@ ETH_HEADER = 14  # SCNSL's extra link-layer header; no preamble / FCS / inter-fr
 IP_HEADER = 20
 TCP_HEADER = 20
 UDP_HEADER = 8
-APP_HEADER = {"tcp": 8, "udp": 14}  # SEI's per-packet application header (docs/method.md §5.1)
+APP_HEADER = {"tcp": 8, "udp": 14}  # SEI's per-packet application header (docs/methods.md §5.1)
 TRANSPORT_HEADER = {"tcp": TCP_HEADER, "udp": UDP_HEADER}
 ACK_WIRE_BYTES = IP_HEADER + TCP_HEADER + ETH_HEADER
 SEI_PAYLOAD = 1010  # SEI transmitter: buffer_len (1024) − 14

@@ -12,7 +12,7 @@ name       uplink       one-way    MTU    default loss levels   source / status
 sei        1 Gb/s       100 µs     1500   0, 1, 2, 3, 4, 5 %    SEI's SCNSL setting: ``capacity
                                                                 = 1e9`` both ways, delay 100
                                                                 (µs) passed by ``supervisor.py``,
-                                                                loss 0–5 % (docs/method.md §5.1).
+                                                                loss 0–5 % (docs/methods.md §5.1).
                                                                 Exact, not typical.
 wifi-n     40 Mb/s      2 ms       1500   0, 1 %                Typical. IEEE 802.11n-2009, one
                                                                 spatial stream, 20 MHz, MCS 7,
@@ -102,7 +102,7 @@ PROFILES: dict[str, Profile] = {
             SEI_LOSSES,
             "setting",
             "Split-Et-Impera SCNSL netsim: 1 Gb/s full duplex, 100 us, loss 0-5 % "
-            "(netsim/src/main.cc, supervisor.py; docs/method.md 5.1)",
+            "(netsim/src/main.cc, supervisor.py; docs/methods.md 5.1)",
         ),
         Profile(
             "wifi-n",

@@ -1,5 +1,5 @@
 """QoS matching: the candidate an application should use on each link (SEI's step 3,
-docs/method.md §5, docs/latency.md).
+docs/methods.md §5, docs/latency.md).
 
 SEI leaves this step to the reader of its logs; here it is a rule. For each network profile ×
 protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC and

@@ -1,6 +1,6 @@
 """Latency of each candidate under network profiles: ``latency.parquet``.
 
-The Split-Et-Impera step after I-SPLIT (docs/method.md §5, docs/latency.md): every candidate of
+The Split-Et-Impera step after I-SPLIT (docs/methods.md §5, docs/latency.md): every candidate of
 :func:`endpoints` (the evaluated splits, LC and RC) is simulated packet by packet (:mod:`.netsim`,
 or ns-3 with ``simulator: ns3``: :mod:`.ns3sim`) over the configured links (:mod:`.profiles`),
 with device and server times from a named compute profile (:mod:`.devices`: the candidate's FLOPs

@@ -223,7 +223,7 @@ def run_chain(steps: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> torch.
 
 
 def probe_points(model: nn.Module, variant: str = "paper") -> list[ProbePoint]:
-    """The ordered candidate split points of ``model`` (docs/method.md §1.2).
+    """The ordered candidate split points of ``model`` (docs/methods.md §1.2).
 
     ``paper``: VGG16 the 13 post-ReLU conv outputs and 5 pools (18); ResNet the stem ReLU,
     maxpool and every residual block's output; MobileNetV2 each ``features`` block; other

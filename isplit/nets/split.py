@@ -14,7 +14,7 @@ integers with a per-image float32 scale and offset (:func:`code_bytes`).
 * ``none``: encoder and decoder are identities; the raw activation is sent.
 * ``ae``: the public I-SPLIT code's undercomplete autoencoder (``f = round(C / ratio)``,
   stride-2 3×3 convolutions with BatchNorm + ReLU, C→f→2f for two stages, mirrored by
-  transposed convolutions with no final activation; docs/method.md). The public code finds the
+  transposed convolutions with no final activation; docs/methods.md). The public code finds the
   decoder's padding by trial; here each stage's ``output_padding`` is computed from the
   encoder's input size (a stride-2, padding-1, kernel-3 conv maps n to ceil(n/2); the
   transposed conv maps m to 2m − 1 + output_padding), so shapes match by construction. Its code

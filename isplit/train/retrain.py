@@ -1,6 +1,6 @@
 """Retrain the bottleneck at one split point, then evaluate the split model.
 
-The protocol is ours (the public code ships no training code; docs/method.md): the
+The protocol is ours (the public code ships no training code; docs/methods.md): the
 fine-tuned backbone is frozen, BatchNorm layers of head and tail stay in eval mode, and only the
 bottleneck is trained, with cross-entropy at the output plus an optional ``recon_weight`` × MSE
 between the decoded and the original activation. An optional second stage then freezes the

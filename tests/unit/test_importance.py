@@ -92,7 +92,7 @@ def test_public_code_variant_reproduces_train_mode_bn_collapse():
     model = _model("resnet50")
     before = copy.deepcopy(model.state_dict())
     x, y = _data(2, 64)
-    collapsed = {"conv1", "maxpool", "layer1.2", "layer2.3", "layer3.5"}  # docs/method.md §1.4
+    collapsed = {"conv1", "maxpool", "layer1.2", "layer2.3", "layer3.5"}  # docs/methods.md §1.4
 
     def max_alpha(variant):
         points = models.probe_points(model, variant)

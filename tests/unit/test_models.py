@@ -4,7 +4,7 @@ from torch import nn
 
 from isplit.nets import models
 
-# Activation bytes at 224x224, float32, read off the public code's size curve (docs/method.md §3.2)
+# Activation bytes at 224x224, float32, read off the public code's size curve (docs/methods.md §3.2)
 VGG16_BYTES = [
     12845056,
     12845056,

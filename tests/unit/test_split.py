@@ -58,7 +58,7 @@ def test_autoencoder_shapes_and_bytes_at_every_probe_point(nets, name):
 
 
 def test_bytes_match_public_code_sizes(nets):
-    # docs/method.md: VGG16 at 224 px, pool3 → 12,544 B, block1 convs → 200,704 B
+    # docs/methods.md: VGG16 at 224 px, pool3 → 12,544 B, block1 convs → 200,704 B
     vgg = models.build("vgg16", 5)
     pts = {p.label: p.name for p in models.probe_points(vgg)}
     spec = {"ratio": 8, "stages": 2}
