@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 
 from isplit.figures import style
 from isplit.figures.style import LC_MARK, RC_MARK, Mark
-from isplit.latency.candidates import is_endpoint
-from isplit.latency.compute import LC, RC
+from isplit.latency.candidates import CAMERA_PREFIX, is_endpoint
+from isplit.latency.compute import LC
 
 STEM = "latency_accuracy"
 __all__ = ["latency_figure", "pick_setting"]
@@ -159,7 +159,7 @@ def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> dict:
     shown = d[np.isfinite(d["latency_p95_s"].astype(float)) & np.isfinite(d["accuracy"])]
     picked = {x["layer"]: c for x, c in ((miss, "tab:red"), (chosen, "black")) if x}
     names = [
-        labels.get(x, x) if not is_endpoint(x) else x.removeprefix(RC + "-") if x != RC else x
+        x.removeprefix(CAMERA_PREFIX) if is_endpoint(x) else labels.get(x, x)
         for x in shown["layer"]
     ]
     colors = [

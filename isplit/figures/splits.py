@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 from isplit.evaluation.pareto import pareto_front
 from isplit.figures import per_class, predictors, style
 from isplit.io.tables import read_metadata
-from isplit.latency.compute import LC_RESULT_BYTES
+from isplit.latency.candidates import CAMERA_PREFIX
+from isplit.latency.compute import LC, LC_RESULT_BYTES
 
 METRIC_NAMES = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}
 
@@ -286,9 +287,11 @@ def _no_split_options(q: dict, camera: pd.DataFrame | None) -> pd.DataFrame:
     ft = (q.get("finetuned") or {}).get("test") or {}
     if _finite(ft.get("value")):
         lo, hi = ft.get("ci") or (np.nan, np.nan)
-        rows.append(("LC", float(LC_RESULT_BYTES), ft["value"], lo, hi))
+        rows.append((LC, float(LC_RESULT_BYTES), ft["value"], lo, hi))
     for r in [] if camera is None else camera.to_dict("records"):
-        rows.append((f"RC-{r['option']}", r["bytes_mean"], r[m], r[m + "_lo"], r[m + "_hi"]))
+        rows.append(
+            (CAMERA_PREFIX + str(r["option"]), r["bytes_mean"], r[m], r[m + "_lo"], r[m + "_hi"])
+        )
     return pd.DataFrame(rows, columns=["name", "bytes", "acc", "lo", "hi"], dtype=object).astype(
         {"bytes": float, "acc": float, "lo": float, "hi": float}
     )
@@ -323,8 +326,8 @@ def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Pa
     ax.scatter(b[on], a[on], s=70, zorder=5, label="Pareto-optimal split", **red)
     _error_bars(ax, b, splits, m, elinewidth=0.9, capsize=2, zorder=2, alpha=0.6)
     for kind, mark, text in (
-        ("LC", style.LC_MARK, f"LC: whole model on the device ({LC_RESULT_BYTES} B answer)"),
-        ("RC-", style.RC_MARK, "RC: the camera frame (raw, JPEG; mean bytes)"),
+        (LC, style.LC_MARK, f"LC: whole model on the device ({LC_RESULT_BYTES} B answer)"),
+        (CAMERA_PREFIX, style.RC_MARK, "RC: the camera frame (raw, JPEG; mean bytes)"),
     ):
         sel = ends["name"].str.startswith(kind).to_numpy()
         if not sel.any():
@@ -368,7 +371,7 @@ def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Pa
     )
     if len(all_b):
         labels = [_short_label(v) for v in splits["label"].astype(str)[ok]]
-        labels += [n.removeprefix("RC-") for n in ends["name"]]
+        labels += [n.removeprefix(CAMERA_PREFIX) for n in ends["name"]]
         colors = ["black"] * n_ok + [style.LC_MARK.edge] * len(ends)
         bold = np.append(on[ok], end_on)
         style.place_labels(fig, ax, all_b, all_a, labels, bold=bold, colors=colors)

@@ -13,6 +13,8 @@ import pandas as pd
 from isplit.latency import compute, stats
 
 ACCURACY = ("test", "test_lo", "test_hi", "val", "val_lo", "val_hi")
+# a camera option's candidate name: ``RC-raw``, ``RC-jpeg50``
+CAMERA_PREFIX = f"{compute.RC}-"
 WORK = ("device_flops", "device_layers", "device_params", "server_flops", "server_layers")
 
 
@@ -159,7 +161,7 @@ def endpoints(
             # the camera options' per-class recalls are not measured: NaN, so a per-class
             # constraint never passes them by accident
             per_class = dict.fromkeys(recall_cols, np.nan)
-            name = f"{compute.RC}-{c['option']}"
+            name = CAMERA_PREFIX + str(c["option"])
             nbytes = int(round(c["bytes_mean"]))
             ends.append(end(name, n + i, nbytes, device, server_all, acc, per_class))
     out = pd.concat([pd.DataFrame(ends[:1]), rows, pd.DataFrame(ends[1:])], ignore_index=True)
@@ -168,4 +170,4 @@ def endpoints(
 
 def is_endpoint(layer: str) -> bool:
     """LC, RC and the camera options ``RC-<option>``: the candidates that are no split."""
-    return layer in (compute.LC, compute.RC) or layer.startswith(compute.RC + "-")
+    return layer in (compute.LC, compute.RC) or layer.startswith(CAMERA_PREFIX)

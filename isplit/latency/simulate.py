@@ -77,7 +77,7 @@ from isplit.config import LatencySettings, settings
 from isplit.io.files import write_table
 from isplit.latency import compute, devices, netsim, profiles, stats
 from isplit.latency import loss as lossmod
-from isplit.latency.candidates import endpoints, is_endpoint
+from isplit.latency.candidates import CAMERA_PREFIX, endpoints, is_endpoint
 
 COLUMNS = [
     "layer",
@@ -156,7 +156,7 @@ def side_times(
     t = compute.side_times(local, spec, side=side, layers=names, stat=stat)
     # the camera options were not timed: each costs what RC's whole model costs (its encoding
     # and resizing are not measured on this machine)
-    t.update({x: t[compute.RC] for x in cands["layer"] if x.startswith(compute.RC + "-")})
+    t.update({x: t[compute.RC] for x in cands["layer"] if x.startswith(CAMERA_PREFIX)})
     scale = float(spec.get("scale", 1.0))
     name = (
         f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
