@@ -131,10 +131,9 @@ def gather(
         seconds.append(np.mean([m.get("train_seconds", np.nan) for m in ms]))
         recalls.append(
             {
-                **{f"acc:{c}": np.mean([m["test"]["per_class"][c] for m in ms]) for c in classes},
-                **{
-                    f"val_acc:{c}": np.mean([m["val"]["per_class"][c] for m in ms]) for c in classes
-                },
+                f"{prefix}acc:{c}": np.mean([m[split]["per_class"][c] for m in ms])
+                for prefix, split in (("", "test"), ("val_", "val"))
+                for c in classes
             }
         )
     rows["macro_f1"] = f1

@@ -11,8 +11,8 @@ frame counts as wrong; over TCP it equals the accuracy). That is the number the 
 constraint and the ranking use; the plain accuracy is shown beside it.
 
 **Chosen on validation** accuracy of the experiment's ``metric`` (``top1`` by default), test
-reported beside it; nothing is chosen on test data — except with ``classes``: the mean test
-recall of those classes (no per-class validation recall is recorded), as the answer states.
+reported beside it; nothing is chosen on test data. With ``classes`` the accuracy is the mean
+recall of those classes, validation (chosen on) and test (reported), without intervals.
 
 A candidate is *feasible* when it meets every configured constraint (``qos`` section; ``None`` =
 no constraint) and the device profile's memory:
@@ -134,10 +134,9 @@ def candidate_table(
             raise ValueError("qos.classes needs per-class validation recalls: rerun gather_splits")
         test, val = c[cols].mean(axis=1), c[val_cols].mean(axis=1)
         # per-class recalls carry no interval here: the point value stands for both ends
-        for k, v in (("val", val), ("val_lo", val), ("val_hi", val)):
-            out[k] = v
-        for k, v in (("test", test), ("test_lo", test), ("test_hi", test)):
-            out[k] = v
+        for split, v in (("val", val), ("test", test)):
+            for k in (split, f"{split}_lo", f"{split}_hi"):
+                out[k] = v
     return out
 
 
