@@ -26,7 +26,7 @@ from isplit.latency.candidates import CAMERA_PREFIX, is_endpoint
 from isplit.latency.compute import LC
 
 STEM = "latency_accuracy"
-__all__ = ["latency_figure", "pick_setting"]
+__all__ = ["latency_figure", "pick_setting", "plotted_accuracy"]
 
 # Hollow as defined: a panel fills a split or an end in its edge colour when it meets the QoS
 # constraints, and the legend shows both states.
@@ -92,10 +92,7 @@ def latency_figure(
     to_label = []
     for i, (profile, proto, lv, d) in enumerate(shown):
         ax = axes[i // cols][i % cols]
-        # what the recommendation compares: validation accuracy over all frames sent
-        kept = 1.0 - d["frame_loss"].astype(float)
-        val = d["layer"].map(rec["accuracy"]).astype(float)
-        d["accuracy"] = d.get("delivered_val_top1", val * kept).astype(float)
+        d["accuracy"] = plotted_accuracy(d, rec)
         to_label.append((ax, _panel(ax, d, _group(rec, profile, proto, lv) or {}, labels, cons)))
         if len(finite):
             ax.set_xlim(float(finite.min()) / 1.5, float(finite.max()) * 1.5)
@@ -118,6 +115,15 @@ def latency_figure(
         ax.set_ylim(ax.get_ylim())
         style.place_labels(fig, ax, fontsize=7, **spec)
     return style.save_figure(fig, Path(out_dir), STEM)
+
+
+def plotted_accuracy(d: pd.DataFrame, rec: dict) -> pd.Series:
+    """What the recommendation ranks a point by (:func:`isplit.latency.recommend.points_table`):
+    its validation accuracy from ``recommendation.json`` (the mean recall of ``qos.classes``
+    when set, which ``latency.parquet``'s metric columns are not) over all frames sent, a lost
+    frame counting as wrong."""
+    val = d["layer"].map(rec["accuracy"]).astype(float)
+    return val * (1.0 - d["frame_loss"].astype(float))
 
 
 def _panel(ax, d: pd.DataFrame, g: dict, labels: dict, cons: dict) -> dict:

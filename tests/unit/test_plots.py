@@ -496,3 +496,20 @@ def test_pareto_front_is_exactly_the_non_dominated_set():
 def test_pareto_front_rejects_mismatched_lengths():
     with pytest.raises(ValueError):
         pareto_front(cost=[1, 2], value=[0.5])
+
+
+def test_latency_points_sit_where_the_recommendation_ranks_them():
+    """With qos.classes the recommendation ranks by the classes' mean recall, which is not the
+    metric column of latency.parquet: the figure must plot the former, as points_table does."""
+    from isplit.latency.recommend import points_table
+
+    lat = pd.DataFrame({"layer": ["a", "b"], "frame_loss": [0.0, 0.1],
+                        "delivered_val_top1": [0.99, 0.98]})  # fmt: skip
+    rec = {"accuracy": {"a": 0.4, "b": 0.5}}
+    cand = pd.DataFrame({"layer": ["a", "b"], "val": [0.4, 0.5], "val_lo": [0.4, 0.5],
+                         "val_hi": [0.4, 0.5], "test": [0.3, 0.6], "test_lo": [0.3, 0.6],
+                         "test_hi": [0.3, 0.6], "device_params": [1.0, 2.0],
+                         "device_flops": [1.0, 2.0]})  # fmt: skip
+    got = latency.plotted_accuracy(lat, rec)
+    assert np.allclose(got, [0.4, 0.45])
+    assert np.allclose(got, points_table(lat, cand)["accuracy"])
