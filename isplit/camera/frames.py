@@ -32,7 +32,8 @@ from PIL import Image
 
 from isplit.config import settings
 from isplit.data.loader import ManifestDataset, transform_from_config
-from isplit.evaluation import stats
+from isplit.evaluation import resample
+from isplit.evaluation.stats import Correctness, interval_from
 from isplit.io.files import write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
@@ -142,18 +143,17 @@ def run(
         }
         for split, prefix in (("test", ""), ("val", "val_")):
             part = sub[sub["split"] == split]
-            c = stats.Correctness(
+            c = Correctness(
                 (part["pred"].to_numpy() == part["label"].to_numpy()).astype(float)[None, None],
                 part["label"].to_numpy(np.int64),
                 k,
             )
-            for metric, fn in (
-                ("top1", stats.accuracy),
-                ("balanced_accuracy", stats.balanced_accuracy),
-            ):
-                boot = stats.bootstrap(c, fn, n=n_boot, seed=seed)[:, 0]
-                row[prefix + metric] = float(fn(c)[0])
-                row[prefix + metric + "_lo"], row[prefix + metric + "_hi"] = stats.interval(boot)
+            for metric in resample.METRICS:
+                point, boot = resample.bootstrap(c, metric, n_boot, seed)
+                row[prefix + metric] = float(point[0])
+                row[prefix + metric + "_lo"], row[prefix + metric + "_hi"] = interval_from(
+                    point[0], boot[:, 0]
+                )
         rows.append(row)
         print(
             f"camera {name}: {row['bytes_mean']:.0f} B per frame (test mean), top-1 "

@@ -34,28 +34,52 @@ def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, th
     )
 
 
+def _seed_list(ctx, param, value: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
 @click.command("retrain-split")
 @click.option("--model", "model_path", type=EXISTING, required=True, help="the fine-tuned model.pt")
 @click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--layer", required=True, help="probe point (module name) to split after")
 @click.option("--config", "cfg", type=JSON, required=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="training seed")
-@click.option("--data-seed", type=int, default=None, help="subset seed [--seed]")
-@click.option("--out", "out_dir", type=PATH, required=True)
+@click.option("--seeds", callback=_seed_list, required=True, help="training seeds, e.g. 0,1,2")
+@click.option("--data-seed", type=int, default=0, show_default=True, help="subset seed")
+@click.option("--model-out", type=PATH, required=True, help="the first seed's split model")
+@click.option("--metrics-out", type=PATH, required=True)
+@click.option("--predictions-out", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
-def retrain_split(model_path, dataset_dir, layer, cfg, seed, data_seed, out_dir, threads, device):
-    """Split after LAYER, train the bottleneck, evaluate; resumes from OUT/checkpoint.pt."""
+def retrain_split(
+    model_path,
+    dataset_dir,
+    layer,
+    cfg,
+    seeds,
+    data_seed,
+    model_out,
+    metrics_out,
+    predictions_out,
+    threads,
+    device,
+):
+    """Split after LAYER and train its bottleneck once per seed, then evaluate each; an
+    interrupted job resumes with its unfinished seed."""
     from isplit.train import retrain
 
     retrain.run(
         model_path=model_path,
         dataset_dir=dataset_dir,
         layer=layer,
-        out_dir=out_dir,
         cfg=cfg,
-        seed=seed,
+        seeds=seeds,
         data_seed=data_seed,
+        model_out=model_out,
+        metrics_out=metrics_out,
+        predictions_out=predictions_out,
         threads=threads,
         device=device,
     )

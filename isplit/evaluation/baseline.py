@@ -27,7 +27,7 @@ from PIL import Image
 from scipy.optimize import minimize
 
 from isplit.data.loader import ManifestDataset, read_classes
-from isplit.evaluation import stats
+from isplit.evaluation import resample, stats
 from isplit.evaluation.metrics import classification_metrics
 from isplit.io.files import write_json
 
@@ -94,11 +94,11 @@ def paired_difference(
     correct = np.stack([ft["pred"].to_numpy(np.int64) == labels, pred == labels]).astype(float)
     c = stats.Correctness(correct[:, None, :], labels, k)
     out = {}
-    for name, fn in (("top1", stats.accuracy), ("balanced_accuracy", stats.balanced_accuracy)):
-        point = fn(c)
-        boot = stats.bootstrap(c, fn, n=n_boot, seed=seed)
-        lo, hi = stats.interval(boot[:, 0] - boot[:, 1])
-        out[name] = {"value": float(point[0] - point[1]), "ci": [lo, hi], "n": len(ids)}
+    for name in resample.METRICS:
+        point, boot = resample.bootstrap(c, name, n_boot, seed)
+        diff = point[0] - point[1]
+        lo, hi = stats.interval_from(diff, boot[:, 0] - boot[:, 1])
+        out[name] = {"value": float(diff), "ci": [lo, hi], "n": len(ids)}
     return out
 
 
@@ -133,8 +133,9 @@ def run(
     m = classification_metrics(y_test, pred, k)
     c = stats.Correctness((pred == y_test).astype(float)[None, None], y_test, k)
     test = {key: m[key] for key in ("top1", "balanced_accuracy", "macro_f1")}
-    for name, fn in (("top1", stats.accuracy), ("balanced_accuracy", stats.balanced_accuracy)):
-        test[name + "_ci"] = list(stats.interval(stats.bootstrap(c, fn, n=n_boot, seed=seed)[:, 0]))
+    for name in resample.METRICS:
+        point, boot = resample.bootstrap(c, name, n_boot, seed)
+        test[name + "_ci"] = list(stats.interval_from(point[0], boot[:, 0]))
     out = {
         "model": f"logistic regression on {size}x{size} grey pixels, class-balanced, L2",
         "size": size,

@@ -2,33 +2,32 @@
 
 I-SPLIT's claim is that the CUI curve predicts the accuracy a split reaches after retraining.
 A reviewer's first question is whether it predicts more than simpler quantities do, so CUI is
-compared with the simplest baselines on the same retrained splits (docs/methods.md §3.3):
+compared with the simplest baselines and with stronger zero-retraining predictors on the same
+retrained splits (:mod:`isplit.evaluation.predictors`). Nothing here is ever chosen on test
+data: the measured best split is the one best on validation, and so is every "best other".
 
-==============  ===================================================  ==================
-predictor       value (higher = predicted better)                    hypothesis
-==============  ===================================================  ==================
-``cui_mean``    log10 CUI, channel mean (I-SPLIT, the public code)    I-SPLIT
-``cui_sum``     log10 CUI with the channel sum (mean × C)            Grad-CAM's own sum
-``size``        −log10 activation bytes                              CDE: smaller is better
-``depth``       share of the model's FLOPs on the device             later is better
-``probe``       validation accuracy of a linear probe on the         a direct, cheap
-                pooled activation (``probe.parquet``, optional)       estimate
-``random``      a uniformly random ranking                           chance
-==============  ===================================================  ==================
+For each predictor:
 
-For each: Spearman's ρ with the test accuracy after retraining, with a bootstrap interval over
-images and seeds; and the **regret** of its argmax: the test accuracy lost against the split the
-measurements pick — chosen on validation, reported on test; nothing here is ever chosen on test
-data. Because CUI is close to the inverse of the activation size in ReLU networks (the sum of
-∂y/∂A·A over a layer is about y at every layer, so a mean over the layer's elements scales as
-1/size), CUI's own contribution is measured as the **partial** Spearman of CUI given size and
-depth, and as Kendall's τ inside groups of probe points of equal activation size, where size
-cannot rank. The criterion, fixed before any run: CUI adds to size and depth if both the
-partial ρ and the within-group τ are positive with intervals excluding 0.
+* ``rho``: how strongly it ranks the splits by test accuracy: the correlation of its ranks with
+  the splits' accuracies, with an interval by test inversion whose coverage is measured
+  (:mod:`isplit.evaluation.association`);
+* ``regret`` of its argmax: the test accuracy lost against the measured best, with an interval
+  that resamples the **whole procedure**: in every replicate the validation images, the test
+  images and the seeds are redrawn together (:mod:`isplit.evaluation.resample`), the measured
+  best is re-chosen on that replicate's validation set, the validation-scored predictors
+  rescore on it, and the regret is recomputed on its test set (percentile interval).
 
-Per class: is a class's own best split better for that class than the global best, beyond the
-interval? Both as measured (each chosen on validation) and as I-SPLIT predicts (the class's CUI
-maximum against the global CUI maximum), reported as the test recall gained with its interval.
+Because CUI is close to the inverse of the activation size in ReLU networks, CUI's own
+contribution is the **partial** statistic given size and depth, and the **within-size**
+statistic (among splits of equal activation size, beyond a common depth trend). Paired
+differences ρ(CUI) − ρ(depth), ρ(CUI) − ρ(size) and ρ(CUI) − ρ(best other predictor, chosen
+on validation) compare predictors on the same splits and images. The criterion, fixed before
+the study's runs (config/validate.yaml): CUI adds to size and depth if the partial and the
+within-size statistics of CUI are both positive with intervals excluding 0.
+
+Per class: is a class's own best split better for that class than the global best? Both as
+measured (each chosen on validation) and as I-SPLIT predicts (the class's CUI maximum against
+the global CUI maximum), as the test recall gained, with whole-procedure intervals.
 """
 
 from __future__ import annotations
@@ -40,40 +39,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from isplit.evaluation import stats
+from isplit.evaluation import association, predictors, resample
 from isplit.evaluation.gather import Gathered, gather, read_runs
+from isplit.evaluation.stats import interval_from
 from isplit.io.files import write_json, write_table
 from isplit.io.tables import read_candidates
 
-PREDICTORS = ("cui_mean", "cui_sum", "size", "depth", "probe")
 CRITERION = (
-    "CUI adds to activation size and depth if the partial Spearman of CUI given size and depth "
-    "and Kendall's tau within groups of equal activation size are both positive with 95 % "
-    "intervals excluding 0"
+    "CUI adds to activation size and depth if the partial statistic of CUI given size and "
+    "depth and the within-size statistic are both positive with 95 % intervals excluding 0"
 )
+METHODS = {
+    "accuracy": "percentile bootstrap: test images (within class) and seeds resampled",
+    "rho": "test inversion with the bootstrap covariance of the split accuracies "
+    "(isplit.evaluation.association; coverage checked by simulation)",
+    "regret": "percentile bootstrap of the whole procedure: validation images, test images and "
+    "seeds resampled together, the measured best re-chosen on each replicate's validation set",
+}
+#: CUI itself, and what "best other predictor" is chosen from
+CUI = "cui_mean"
+OTHERS = ("size", "depth", "probe", "knn", "logme", "code")
 
 
-def predictor_values(
-    splits: pd.DataFrame, probe: pd.DataFrame | None = None, metric: str = "top1"
-) -> dict:
-    """Each predictor's value per split (higher = predicted better), NaN where unknown."""
-    channels = np.array([json.loads(s)[0] for s in splits["activation_shape"]], dtype=float)
-    device = splits["head_flops"] + splits["encoder_flops"]
-    total = splits["head_flops"] + splits["tail_flops"]
-    out = {
-        "cui_mean": splits["log10_cui"].to_numpy(float),
-        "cui_sum": (splits["log10_cui"] + np.log10(channels)).to_numpy(float),
-        "size": -np.log10(splits["activation_bytes"].to_numpy(float)),
-        "depth": (device / total).to_numpy(float),
-    }
-    if probe is not None:
-        col = probe.set_index("layer")[f"val_{metric}"]
-        out["probe"] = splits["layer"].map(col).to_numpy(float)
-    return out
+def _num(v):
+    return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def _metric_fn(metric: str):
-    return {"top1": stats.accuracy, "balanced_accuracy": stats.balanced_accuracy}[metric]
+def _summary(point: float, ci) -> dict:
+    return {"value": _num(point), "ci": [_num(ci[0]), _num(ci[1])]}
+
+
+def _pct(point: float, boot) -> dict:
+    return _summary(point, interval_from(point, boot, "percentile"))
 
 
 def _first_argmax(v: np.ndarray) -> int | None:
@@ -81,122 +78,194 @@ def _first_argmax(v: np.ndarray) -> int | None:
     return int(np.argmax(np.where(ok, v, -np.inf))) if ok.any() else None
 
 
-def _summary(point: float, boot) -> dict:
-    lo, hi = stats.interval(boot)
-    return {"value": _num(point), "ci": [_num(lo), _num(hi)]}
+def _row_argmax(v: np.ndarray) -> np.ndarray:
+    return np.argmax(np.where(np.isfinite(v), v, -np.inf), axis=1)
 
 
-def _num(v):
-    return None if v is None or not math.isfinite(float(v)) else float(v)
+class Study:
+    """The data of one experiment's quality analysis, and the replicates every interval uses."""
+
+    def __init__(self, g: Gathered, metric: str, *, probe=None, probe_outcomes=None,
+                 n_boot: int = 2000, seed: int = 0):  # fmt: skip
+        self.g, self.metric, self.seed = g, metric, seed
+        val, test = g.outcomes["val"], g.outcomes["test"]
+        self.draws = resample.draw(val.labels, test.labels, val.correct.shape[1], n_boot, seed)
+        self.acc_val = resample.point(val, metric)
+        self.acc_test = resample.point(test, metric)
+        self.boot_val = resample.metric_rows(val, self.draws.val, self.draws.seeds, metric)
+        self.boot_test = resample.metric_rows(test, self.draws.test, self.draws.seeds, metric)
+        self.sigma = resample.noise_covariance(test, metric)
+        self.best = int(np.argmax(self.acc_val))
+        self.best_b = _row_argmax(self.boot_val)
+        splits = g.splits
+        self.sizes = splits["activation_bytes"].to_numpy(float)
+        self.values = predictors.values(splits, probe, metric)
+        self.depth = self.values["depth"]
+        layers = list(splits["layer"])
+        ids = pd.Index(g.val_ids or [])
+        scored = predictors.outcomes(probe_outcomes, layers, ids, len(g.classes))
+        self.boot_values = {}
+        ones = np.ones((self.draws.n, 1))
+        for name, c in scored.items():
+            if name in self.values:
+                rows = resample.metric_rows(c, self.draws.val, ones, metric)
+                self.boot_values[name] = np.where(np.isfinite(rows), rows, self.values[name])
+
+    # ------------------------------------------------------------------ association
+    def association(self, x: np.ndarray, kind: str = "plain", minus: np.ndarray | None = None):
+        """Statistic ``kind`` of predictor ``x`` (minus predictor ``minus``: a paired
+        difference) against test accuracy, with its inverted interval; over the splits where
+        the predictors are known."""
+        ok = np.isfinite(x) if minus is None else np.isfinite(x) & np.isfinite(minus)
+        if ok.sum() < 4:
+            return {"value": None, "ci": [None, None], "n_points": int(ok.sum())}
+        m = association.design(kind, self.sizes[ok], self.depth[ok])
+        a = association.direction(x[ok], m)
+        if minus is not None:
+            a = a - association.direction(minus[ok], m)
+        acc, sigma = self.acc_test[ok], self.sigma[np.ix_(ok, ok)]
+        value = association.measured(a, m, acc)
+        ci = association.interval(a, m, acc, sigma, seed=self.seed)
+        return {**_summary(value, ci), "n_points": int(ok.sum()), "method": "inversion"}
+
+    def on_validation(self, x: np.ndarray) -> float:
+        ok = np.isfinite(x)
+        m = association.design("plain", self.sizes[ok], self.depth[ok])
+        return association.measured(association.direction(x[ok], m), m, self.acc_val[ok])
+
+    # ------------------------------------------------------------------ regret
+    def regret(self, name: str) -> tuple[int | None, dict | None]:
+        x = self.values[name]
+        choice = _first_argmax(x)
+        if choice is None:
+            return None, None
+        if name in self.boot_values:
+            choice_b = _row_argmax(self.boot_values[name])
+        else:
+            choice_b = np.full(self.draws.n, choice)
+        rows = np.arange(self.draws.n)
+        boot = self.boot_test[rows, self.best_b] - self.boot_test[rows, choice_b]
+        point = self.acc_test[self.best] - self.acc_test[choice]
+        out = _pct(point, boot)
+        out["chosen_on_validation"] = name in self.boot_values
+        return choice, out
+
+    def random_regret(self) -> dict:
+        rows = np.arange(self.draws.n)
+        boot = self.boot_test[rows, self.best_b] - self.boot_test.mean(axis=1)
+        return _pct(self.acc_test[self.best] - self.acc_test.mean(), boot)
 
 
-def quality(g: Gathered, metric: str, *, probe=None, n_boot: int = 1000, seed: int = 0) -> dict:
+def quality(g: Gathered, metric: str, *, probe=None, probe_outcomes=None, n_boot: int = 2000,
+            seed: int = 0) -> dict:  # fmt: skip
     """The ``quality.json`` document (see the module docstring)."""
-    fn = _metric_fn(metric)
-    test, val, splits = g.outcomes["test"], g.outcomes["val"], g.splits
-    acc_test, acc_val = fn(test), fn(val)
-    boot_test = stats.bootstrap(test, fn, n=n_boot, seed=seed)  # (B, splits)
-    best = int(np.argmax(acc_val))  # the measured best: chosen on validation
-    preds = predictor_values(splits, probe, metric)
-    sizes = splits["activation_bytes"].to_numpy(float)
-    depth = preds["depth"]
-
-    predictors = {}
-    for name, v in preds.items():
-        choice = _first_argmax(v)
-        rho_boot = [stats.spearman(v, b) for b in boot_test]
-        entry = {
-            "spearman": _summary(stats.spearman(v, acc_test), rho_boot),
-            "choice": None if choice is None else splits["layer"].iloc[choice],
-            "choice_label": None if choice is None else splits["label"].iloc[choice],
+    st = Study(g, metric, probe=probe, probe_outcomes=probe_outcomes, n_boot=n_boot, seed=seed)
+    splits = g.splits
+    layers, labels = list(splits["layer"]), list(splits["label"])
+    out_predictors = {}
+    for name, x in st.values.items():
+        choice, regret = st.regret(name)
+        out_predictors[name] = {
+            "rho": st.association(x),
+            "choice": None if choice is None else layers[choice],
+            "choice_label": None if choice is None else labels[choice],
+            "regret": regret,
         }
-        if choice is not None:
-            entry["regret"] = _summary(
-                acc_test[best] - acc_test[choice], boot_test[:, best] - boot_test[:, choice]
-            )
-        predictors[name] = entry
-    # a random ranking: its argmax is a uniformly random split
-    predictors["random"] = {
-        "spearman": {"value": 0.0, "ci": None, "note": "0 in expectation"},
+    out_predictors["random"] = {
+        "rho": {"value": 0.0, "ci": None, "note": "0 in expectation"},
         "choice": None,
-        "regret": _summary(
-            acc_test[best] - acc_test.mean(), boot_test[:, best] - boot_test.mean(axis=1)
-        ),
+        "regret": st.random_regret(),
     }
-    cui = preds["cui_mean"]
-    partial = [stats.partial_spearman(cui, b, [-sizes, depth]) for b in boot_test]
-    within = [stats.kendall_within_groups(cui, b, sizes) for b in boot_test]
-    partial_s = _summary(stats.partial_spearman(cui, acc_test, [-sizes, depth]), partial)
-    within_s = _summary(stats.kendall_within_groups(cui, acc_test, sizes), within)
-    within_s["pairs"] = stats.group_pairs(sizes)
+    cui = st.values[CUI]
+    partial = st.association(cui, "partial")
+    within = {**st.association(cui, "within_size"), "pairs": association.size_pairs(st.sizes)}
+    others = {k: st.on_validation(st.values[k]) for k in OTHERS if k in st.values}
+    others = {k: v for k, v in others.items() if np.isfinite(v)}
+    best_other = max(others, key=others.get) if others else None
+    paired = {
+        f"{CUI}_minus_{k}": st.association(cui, minus=st.values[k]) for k in ("depth", "size")
+    }
+    if best_other is not None:
+        paired["cui_mean_minus_best_other"] = {
+            **st.association(cui, minus=st.values[best_other]),
+            "other": best_other,
+            "chosen_by": "highest ρ with validation accuracy",
+        }
 
     def positive(s):
         return s["ci"] is not None and s["ci"][0] is not None and s["ci"][0] > 0
 
-    out = {
+    rows = np.arange(st.draws.n)
+    return {
         "metric": metric,
         "selection": "validation (every choice); test reported",
+        "methods": METHODS,
         "n_points": int(len(splits)),
         "n_seeds": [int(x) for x in splits["n_seeds"]],
-        "n_images": {"val": val.n_images, "test": test.n_images},
+        "seeds": [int(x) for x in g.seeds],
+        "n_images": {"val": g.outcomes["val"].n_images, "test": g.outcomes["test"].n_images},
         "n_bootstrap": n_boot,
         "measured_best": {
-            "layer": splits["layer"].iloc[best],
-            "label": splits["label"].iloc[best],
-            "val": _num(acc_val[best]),
-            "test": _summary(acc_test[best], boot_test[:, best]),
+            "layer": layers[st.best],
+            "label": labels[st.best],
+            "val": _num(st.acc_val[st.best]),
+            "test": _pct(st.acc_test[st.best], st.boot_test[rows, st.best_b]),
+            "chosen_share": float(np.mean(st.best_b == st.best)),
         },
-        "predictors": predictors,
-        "partial_spearman_cui_given_size_depth": partial_s,
-        "kendall_cui_within_equal_size": within_s,
+        "predictors": out_predictors,
+        "partial_cui_given_size_depth": partial,
+        "within_size_cui": within,
+        "paired": paired,
         "criterion": CRITERION,
-        "cui_adds_to_size": bool(positive(partial_s) and positive(within_s)),
-        "per_class": per_class(g, best),
+        "cui_adds_to_size": bool(positive(partial) and positive(within)),
+        "per_class": per_class(g, st),
         "finetuned": {
-            s: _summary(fn(g.finetuned[s])[0], stats.bootstrap(g.finetuned[s], fn, n=n_boot)[:, 0])
+            s: _pct(
+                resample.point(g.finetuned[s], metric)[0],
+                resample.metric_rows(
+                    g.finetuned[s],
+                    st.draws.val if s == "val" else st.draws.test,
+                    np.ones((st.draws.n, 1)),
+                    metric,
+                )[:, 0],
+            )
             for s in ("val", "test")
         },
     }
-    return out
 
 
-def _class_recall(c: stats.Correctness, k: int, images=None, seeds=None) -> np.ndarray:
-    labels = c.labels if images is None else c.labels[images]
-    x = c.correct if seeds is None else c.correct[:, seeds]
-    x = x if images is None else x[:, :, images]
-    sel = labels == k
-    return np.nanmean(x[:, :, sel], axis=(1, 2)) if sel.any() else np.full(x.shape[0], np.nan)
-
-
-def per_class(g: Gathered, best: int, n_boot: int = 1000, seed: int = 3) -> list[dict]:
+def per_class(g: Gathered, st: Study) -> list[dict]:
     """For each class: its own best split against the global best, measured (both chosen on
-    validation) and predicted (its CUI maximum against the global CUI maximum), as the gain in
-    test recall of that class, with an interval."""
-    test, val, splits = g.outcomes["test"], g.outcomes["val"], g.splits
+    validation, re-chosen in every replicate) and predicted (its CUI maximum against the
+    global CUI maximum), as the gain in test recall of that class, with an interval."""
+    val, test, splits = g.outcomes["val"], g.outcomes["test"], g.splits
     layers = list(splits["layer"])
     global_pred = _first_argmax(splits["log10_cui"].to_numpy(float))
+    rows = np.arange(st.draws.n)
     out = []
     for k, name in enumerate(g.classes):
-        own = int(np.nanargmax(_class_recall(val, k))) if (val.labels == k).any() else None
-        boot = stats.bootstrap(
-            test, lambda c, i, s, k=k: _class_recall(c, k, i, s), n=n_boot, seed=seed
-        )
-        point = _class_recall(test, k)
         entry = {"class": name, "n_test": int((test.labels == k).sum())}
-        if own is not None:
-            gain = _summary(point[own] - point[best], boot[:, own] - boot[:, best])
-            entry["measured"] = {
-                "own_best": layers[own],
-                "global_best": layers[best],
-                "gain": gain,
-                "beyond_ci": bool(gain["ci"][0] is not None and gain["ci"][0] > 0),
-            }
+        if not (test.labels == k).any() or not (val.labels == k).any():
+            out.append(entry)
+            continue
+        rv = resample.metric_rows(val, st.draws.val, st.draws.seeds, "recall", [k])
+        rt = resample.metric_rows(test, st.draws.test, st.draws.seeds, "recall", [k])
+        point_v = resample.point(val, "recall", [k])
+        point_t = resample.point(test, "recall", [k])
+        own, own_b = int(np.argmax(point_v)), _row_argmax(rv)
+        gain = _pct(point_t[own] - point_t[st.best], rt[rows, own_b] - rt[rows, st.best_b])
+        entry["measured"] = {
+            "own_best": layers[own],
+            "global_best": layers[st.best],
+            "gain": gain,
+            "beyond_ci": bool(gain["ci"][0] is not None and gain["ci"][0] > 0),
+        }
         col = f"cui:{name}"
         if col in splits and global_pred is not None:
             pred_own = _first_argmax(splits[col].to_numpy(float))
             if pred_own is not None:
-                gain = _summary(
-                    point[pred_own] - point[global_pred], boot[:, pred_own] - boot[:, global_pred]
+                gain = _pct(
+                    point_t[pred_own] - point_t[global_pred], rt[:, pred_own] - rt[:, global_pred]
                 )
                 entry["predicted"] = {
                     "own_best": layers[pred_own],
@@ -215,8 +284,10 @@ def run(
     finetune_metrics: str | Path,
     curve_path: str | Path | None = None,
     probe_path: str | Path | None = None,
+    probe_outcomes_path: str | Path | None = None,
+    seeds: list[int] | None = None,
     metric: str = "top1",
-    n_boot: int = 1000,
+    n_boot: int = 2000,
     seed: int = 0,
     splits_out: str | Path,
     quality_out: str | Path,
@@ -232,6 +303,7 @@ def run(
         read_runs(metrics_paths),
         ft,
         ft_pred,
+        seeds=seeds,
         n_boot=n_boot,
         seed=seed,
     )
@@ -241,7 +313,8 @@ def run(
             part = curve[curve["group"] == name].set_index("layer")["log10_mean"]
             g.splits[f"cui:{name}"] = g.splits["layer"].map(part)
     probe = pd.read_parquet(probe_path) if probe_path else None
-    q = quality(g, metric, probe=probe, n_boot=n_boot, seed=seed)
+    outcomes = pd.read_parquet(probe_outcomes_path) if probe_outcomes_path else None
+    q = quality(g, metric, probe=probe, probe_outcomes=outcomes, n_boot=n_boot, seed=seed)
     write_table(g.splits, splits_out)
     write_json(quality_out, q, allow_nan=False)
     return q

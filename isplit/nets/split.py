@@ -20,13 +20,15 @@ integers with a per-image float32 scale and offset (:func:`code_bytes`).
   transposed conv maps m to 2m − 1 + output_padding), so shapes match by construction. Its code
   size depends on the layer's shape (1/64 of the activation at 16×16, 1/4 at 1×1), which is
   what ``budget`` removes.
-* ``budget``: the same bytes at every split (``code_bytes``), so that accuracy differences
-  between splits come from the layer, not from the size of the code. A 1×1 convolution to ``k``
-  channels and adaptive average pooling to ``s×s``, sent as 8-bit integers; the decoder
-  upsamples back and maps to the layer's channels. ``k·s² ≤ code_bytes − 8`` (the 8 bytes are
-  the scale and offset): the spatial size is kept as large as the activation allows with at
-  least ``min(C, 8)`` channels, then the channels fill the rest of the budget (never more than
-  ``C``: a layer smaller than the budget is sent whole, at 8 bits).
+* ``budget``: exactly the same bytes at every split (``code_bytes``), so that accuracy
+  differences between splits come from the layer, not from the size of the code. A 1×1
+  convolution to ``k`` channels and adaptive average pooling to ``s×s``; the first
+  ``code_bytes − 8`` values of that tensor are the code (the 8 bytes are the per-image scale
+  and offset), sent as 8-bit integers; the decoder pads the dropped values with zeros,
+  upsamples back and maps to the layer's channels. The spatial size is kept as large as the
+  activation allows with at least 8 channels; ``k`` then fills the budget, and may exceed the
+  layer's channels: a layer smaller than the budget is mapped to more 8-bit values rather than
+  sent short, so every split spends the same bytes.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ FLOAT_BYTES = 4
 QUANT_HEADER_BYTES = 8  # per image: float32 scale and float32 offset of a quantised code
 BOTTLENECKS = ("none", "ae", "budget")
 WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+BUDGET_MIN_CHANNELS = 8  # the budget code keeps at least this many channels per position
 
 
 def code_bytes(shape: Sequence[int], quant_bits: int | None) -> int:
@@ -179,32 +182,60 @@ class AEBottleneck(Bottleneck):
 
 
 def budget_code_shape(shape: Sequence[int], code_bytes: int) -> tuple[int, int, int]:
-    """(k, sh, sw) of the ``budget`` code for an activation of ``shape``: see the module
-    docstring."""
-    c, h, w = (int(x) for x in shape)
+    """(k, sh, sw) of the tensor the ``budget`` code is cut from (its first ``code_bytes − 8``
+    values), for an activation of ``shape``: see the module docstring."""
+    if len(shape) != 3:
+        raise ValueError(f"the budget bottleneck needs a (C, H, W) activation, got {shape}")
+    _, h, w = (int(x) for x in shape)
     values = int(code_bytes) - QUANT_HEADER_BYTES
-    k_min = min(c, 8)
-    if values < k_min:
-        raise ValueError(f"code_bytes {code_bytes} leaves room for fewer than {k_min} values")
-    s = max(1, math.isqrt(values // k_min))
+    if values < BUDGET_MIN_CHANNELS:
+        raise ValueError(
+            f"code_bytes {code_bytes} leaves room for fewer than {BUDGET_MIN_CHANNELS} values"
+        )
+    s = max(1, math.isqrt(values // BUDGET_MIN_CHANNELS))
     sh, sw = min(h, s), min(w, s)
-    k = min(c, values // (sh * sw))
-    return k, sh, sw
+    return -(-values // (sh * sw)), sh, sw
+
+
+class _FirstValues(nn.Module):
+    """The first ``n`` values of each image's tensor, flattened: the budget code."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = int(n)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.flatten(1)[:, : self.n]
+
+
+class _Refill(nn.Module):
+    """Inverse of :class:`_FirstValues`: zeros where values were dropped, then ``shape``."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        missing = math.prod(self.shape) - code.shape[1]
+        return nn.functional.pad(code, (0, missing)).view(-1, *self.shape)
 
 
 class BudgetBottleneck(Bottleneck):
-    """The same number of bytes at every split (8-bit code of ``budget_code_shape``)."""
+    """Exactly ``code_bytes`` bytes per image at every split (an 8-bit code)."""
 
     def __init__(self, shape: Sequence[int], code_bytes: int = 1024):
         super().__init__(8)
-        if len(shape) != 3:
-            raise ValueError(f"the budget bottleneck needs a (C, H, W) activation, got {shape}")
-        c, h, w = (int(s) for s in shape)
         k, sh, sw = budget_code_shape(shape, code_bytes)
+        c, h, w = (int(s) for s in shape)
+        values = int(code_bytes) - QUANT_HEADER_BYTES
         self.encoder = nn.Sequential(
-            nn.Conv2d(c, k, 1), nn.BatchNorm2d(k), nn.AdaptiveAvgPool2d((sh, sw))
+            nn.Conv2d(c, k, 1),
+            nn.BatchNorm2d(k),
+            nn.AdaptiveAvgPool2d((sh, sw)),
+            _FirstValues(values),
         )
         self.decoder = nn.Sequential(
+            _Refill((k, sh, sw)),
             nn.Upsample(size=(h, w), mode="bilinear", align_corners=False),
             nn.Conv2d(k, c, 3, padding=1),
             nn.BatchNorm2d(c),
@@ -212,7 +243,7 @@ class BudgetBottleneck(Bottleneck):
             nn.Conv2d(c, c, 1),
         )
         self.input_shape = (c, h, w)
-        self.code_shape = (k, sh, sw)
+        self.code_shape = (values,)
 
 
 def make_bottleneck(kind: str, shape: Sequence[int], spec: Mapping) -> Bottleneck:

@@ -103,22 +103,23 @@ def test_retrain_parameter_reruns_retraining_only(tiny_run, tmp_path):
         cfg["experiments"]["tiny"]["retrain"]["train_subset"] = 150
 
     jobs, out = dry_run(work, tiny_config(tmp_path, edit))
-    assert jobs.get("retrain_split") == len(candidate_layers(work)) * len(tiny_seeds()), out
+    assert jobs.get("retrain_split") == len(candidate_layers(work)), out
     assert jobs.get("gather_splits") == 1
     assert not BEFORE_SPLITS & set(jobs), jobs
 
 
-def test_adding_a_seed_adds_its_jobs_and_reruns_no_other(tiny_run, tmp_path):
+def test_adding_a_seed_reruns_the_retraining_jobs_only(tiny_run, tmp_path):
+    """One job trains every seed of a split (the data and the head's outputs are loaded
+    once): a new seed reruns each split's job and what gathers them, nothing upstream."""
     work, _ = tiny_run
 
     def edit(cfg):
-        cfg["experiments"]["tiny"]["retrain"]["seeds"] = [0, 1, 2]
+        cfg["experiments"]["tiny"]["retrain"]["seeds"] = [*tiny_seeds(), 7]
 
     jobs, out = dry_run(work, tiny_config(tmp_path, edit))
-    seeds = {wc["seed"] for rule, wc, _ in planned(out) if rule == "retrain_split"}
-    assert seeds == {"2"}, out
-    assert jobs.get("retrain_split") == len(candidate_layers(work))
-    assert jobs.get("gather_splits") == 1 and "export_split" not in jobs
+    assert jobs.get("retrain_split") == len(candidate_layers(work)), out
+    assert jobs.get("gather_splits") == 1
+    assert not BEFORE_SPLITS & set(jobs), jobs
 
 
 def test_importance_parameter_keeps_downloads_and_finetuning(tiny_run, tmp_path):
@@ -161,15 +162,15 @@ def test_deleted_split_reruns_that_split_only(tiny_run, tmp_path):
     then everything that gathers the splits."""
     work = copy_run(tiny_run[0], tmp_path / "run")
     layer = candidate_layers(work)[0]
-    shutil.rmtree(work / "results/tiny/splits" / layer / "seed0")
+    shutil.rmtree(work / "results/tiny/splits" / layer)
     jobs, out = dry_run(work)
     assert jobs == {}, out
 
-    deleted = f"results/tiny/splits/{layer}/seed0/metrics.json"
+    deleted = f"results/tiny/splits/{layer}/metrics.json"
     jobs, out = dry_run(work, TINY, "all", deleted)
     assert jobs.get("retrain_split") == 1, out
-    redone = [(wc["layer"], wc["seed"]) for rule, wc, _ in planned(out) if rule == "retrain_split"]
-    assert redone == [(layer, "0")]
+    redone = [wc["layer"] for rule, wc, _ in planned(out) if rule == "retrain_split"]
+    assert redone == [layer]
     assert jobs.get("gather_splits") == 1
     assert not BEFORE_SPLITS & set(jobs), jobs
 

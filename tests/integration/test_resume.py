@@ -114,10 +114,14 @@ def test_retrain_resumes_after_kill(array_dataset, tmp_path):
             "layer2.0",
             "--config",
             json.dumps(cfg),
-            "--seed",
+            "--seeds",
             "1",
-            "--out",
-            str(out),
+            "--model-out",
+            str(out / "model.pt"),
+            "--metrics-out",
+            str(out / "metrics.json"),
+            "--predictions-out",
+            str(out / "predictions.parquet"),
             "--threads",
             "1",
         ]
@@ -127,7 +131,7 @@ def test_retrain_resumes_after_kill(array_dataset, tmp_path):
     proc = subprocess.Popen(
         cmd(tmp_path / "b"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    ckpt = tmp_path / "b" / "checkpoint.pt"
+    ckpt = tmp_path / "b" / ".metrics-seeds" / "checkpoint-seed1.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -150,4 +154,4 @@ def test_retrain_resumes_after_kill(array_dataset, tmp_path):
     base = model.state_dict()
     head = dict(s.head.named_parameters())
     assert torch.equal(head["steps.0.weight"], base["conv1.weight"])
-    assert 0 <= m["test"]["top1"] <= 1 and m["test"]["n"] == 60
+    assert 0 <= m["runs"][0]["test"]["top1"] <= 1 and m["runs"][0]["test"]["n"] == 60

@@ -184,15 +184,17 @@ def test_tiny_run_every_later_output_parses(tiny_run):
         "retrain"
     ]["seeds"]
     for layer in layers:
-        for seed in seeds:
-            run = res / "splits" / layer / f"seed{seed}"
-            m = json.loads((run / "metrics.json").read_text())
-            assert m["layer"] == layer and m["seed"] == seed and m["bytes"] > 0
-            assert 0 <= m["test"]["balanced_accuracy"] <= 1
-            pred = pd.read_parquet(run / "predictions.parquet")
-            assert set(pred["split"]) == {"val", "test"}
-            counts = pred.groupby("split").size().to_dict()
-            assert counts == {"val": m["val"]["n"], "test": m["test"]["n"]}
+        run = res / "splits" / layer
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["layer"] == layer and m["seeds"] == seeds and m["bytes"] > 0
+        pred = pd.read_parquet(run / "predictions.parquet")
+        assert sorted(pred["seed"].unique()) == sorted(seeds)
+        for r in m["runs"]:
+            assert 0 <= r["test"]["balanced_accuracy"] <= 1
+            mine = pred[pred["seed"] == r["seed"]]
+            assert set(mine["split"]) == {"val", "test"}
+            counts = mine.groupby("split").size().to_dict()
+            assert counts == {"val": r["val"]["n"], "test": r["test"]["n"]}
         manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
         assert manifest["layer"] == layer
         assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0

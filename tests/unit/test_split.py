@@ -102,3 +102,45 @@ def test_raw_activation_can_be_quantised_too():
         assert code.dtype == torch.uint8 and torch.allclose(
             srv(code, scale, offset), q(x), atol=1e-4
         )
+
+
+#: the smallest member of every family of the catalogue
+FAMILY_NETS = [
+    "alexnet",
+    "convnext_tiny",
+    "efficientnet_b0",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "regnet_x_400mf",
+    "resnet18",
+    "shufflenet_v2_x0_5",
+    "vgg11",
+]
+
+
+@pytest.mark.slow  # ~80 s: every probe point of nine networks
+@pytest.mark.parametrize("name", FAMILY_NETS)
+def test_budget_sends_exactly_code_bytes_at_every_split(name):
+    """Equal bytes: what the device half really emits (8-bit values + scale + offset) is
+    code_bytes at every probe point, for activations larger and smaller than the budget."""
+    torch.manual_seed(0)
+    model = models.build(name, 3).eval()
+    size = 64
+    x = torch.randn(2, 3, size, size)
+    for budget in (1024, 200):
+        sent = {}
+        for p in models.probe_points(model):
+            s = split.split_model(
+                model, p.name, "budget", input_shape=(3, size, size), spec={"code_bytes": budget}
+            ).eval()
+            with torch.no_grad():
+                q, scale, offset = split.DeviceHalf(s)(x)
+                out = split.ServerHalf(s)(q, scale, offset)
+            wire = (
+                q[0].numel() * q.element_size() + scale[0:1].numel() * 4 + offset[0:1].numel() * 4
+            )
+            assert q.dtype == torch.uint8
+            sent[p.name] = wire
+            assert s.transmitted_bytes() == wire, (p.name, budget)
+            assert out.shape == (2, 3)
+        assert set(sent.values()) == {budget}, sent

@@ -135,10 +135,15 @@ def eval_subset_arg(wildcards):
 
 
 def retrain_cfg(wildcards):
-    """The retraining section without ``seeds``: a job's seed is its wildcard, so adding a
-    seed adds jobs and reruns none of the others."""
+    """The retraining section without ``seeds`` (they are their own param)."""
     section = EXPERIMENTS[wildcards.exp]["retrain"]
     return as_json({k: v for k, v in section.items() if k != "seeds"})
+
+
+def retrain_seeds(wildcards):
+    """The retraining seeds of the experiment, as the CLI takes them (one job trains them
+    all, reusing the data and the frozen head's outputs)."""
+    return ",".join(str(s) for s in EXPERIMENTS[wildcards.exp]["retrain"]["seeds"])
 
 
 def exp_value(key):
@@ -178,39 +183,21 @@ def candidate_layers(wildcards):
         return [line.rstrip("\n").split("\t")[col] for line in fh if line.strip()]
 
 
-def first_seed(exp):
-    """The retraining seed whose split models are exported and profiled."""
-    return EXPERIMENTS[exp]["retrain"]["seeds"][0]
-
-
 def split_files(name):
-    """Input function: ``<name>`` of every candidate's first-seed retraining job."""
-
-    def files(wildcards):
-        seed = first_seed(wildcards.exp)
-        return [
-            f"results/{wildcards.exp}/splits/{layer}/seed{seed}/{name}"
-            for layer in candidate_layers(wildcards)
-        ]
-
-    return files
-
-
-def seed_files(name):
-    """Input function: ``<name>`` of every retraining job (candidate × seed)."""
+    """Input function: ``<name>`` of every candidate's retraining job."""
 
     def files(wildcards):
         return [
-            f"results/{wildcards.exp}/splits/{layer}/seed{seed}/{name}"
+            f"results/{wildcards.exp}/splits/{layer}/{name}"
             for layer in candidate_layers(wildcards)
-            for seed in EXPERIMENTS[wildcards.exp]["retrain"]["seeds"]
         ]
 
     return files
 
 
 def exported_model(wildcards):
-    return f"results/{wildcards.exp}/splits/{wildcards.layer}/seed{first_seed(wildcards.exp)}/model.pt"
+    """The split model a candidate's export starts from: its first seed's."""
+    return f"results/{wildcards.exp}/splits/{wildcards.layer}/model.pt"
 
 
 def deploy_dirs(wildcards):

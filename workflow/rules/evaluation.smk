@@ -5,8 +5,8 @@ rule gather_splits:
         curve="results/{exp}/cui/curve.parquet",
         finetune="results/{exp}/finetune/metrics.json",
         finetune_predictions="results/{exp}/finetune/predictions.parquet",
-        metrics=seed_files("metrics.json"),
-        predictions=seed_files("predictions.parquet"),
+        metrics=split_files("metrics.json"),
+        predictions=split_files("predictions.parquet"),
     output:
         splits="results/{exp}/splits.parquet",
         quality="results/{exp}/quality.json",

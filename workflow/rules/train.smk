@@ -34,13 +34,13 @@ rule retrain_split:
     input:
         unpack(experiment_model_and_data),
     output:
-        model="results/{exp}/splits/{layer}/seed{seed}/model.pt",
-        metrics="results/{exp}/splits/{layer}/seed{seed}/metrics.json",
-        predictions="results/{exp}/splits/{layer}/seed{seed}/predictions.parquet",
+        model="results/{exp}/splits/{layer}/model.pt",
+        metrics="results/{exp}/splits/{layer}/metrics.json",
+        predictions="results/{exp}/splits/{layer}/predictions.parquet",
     log:
-        "logs/retrain_split/{exp}/{layer}/seed{seed}.log",
+        "logs/retrain_split/{exp}/{layer}.log",
     benchmark:
-        "benchmarks/retrain_split/{exp}/{layer}/seed{seed}.tsv"
+        "benchmarks/retrain_split/{exp}/{layer}.tsv"
     conda:
         "../envs/isplit.yaml"
     threads: 4
@@ -49,11 +49,12 @@ rule retrain_split:
         runtime=240,
     params:
         cfg=retrain_cfg,
+        seeds=retrain_seeds,
         data_seed=exp_value("seed"),
-        out="results/{exp}/splits/{layer}/seed{seed}",
         code=code_version("retrain-split"),
     shell:
         "python -m isplit retrain-split --model {input.model:q} --dataset {input.dataset:q}"
-        " --layer {wildcards.layer:q} --config {params.cfg:q} --seed {wildcards.seed}"
-        " --data-seed {params.data_seed} --out {params.out:q} --threads {threads}"
-        " > {log:q} 2>&1"
+        " --layer {wildcards.layer:q} --config {params.cfg:q} --seeds {params.seeds}"
+        " --data-seed {params.data_seed} --model-out {output.model:q}"
+        " --metrics-out {output.metrics:q} --predictions-out {output.predictions:q}"
+        " --threads {threads} > {log:q} 2>&1"
