@@ -215,9 +215,7 @@ def test_tiny_through_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path)
     for rel, read in tables.items():
         _assert_frames_equal(read(work / rel), read(local / rel), str(rel))
     jsons = [exp / "quality.json", exp / "finetune/metrics.json"]
-    jsons += sorted(
-        p.relative_to(local) for p in (local / exp / "splits").glob("*/metrics.json")
-    )
+    jsons += sorted(p.relative_to(local) for p in (local / exp / "splits").glob("*/metrics.json"))
     assert len(jsons) == 2 + n_layers
     for rel in jsons:
         _assert_close(
