@@ -7,7 +7,9 @@ prediction on the decoded frame, resized and normalised exactly as in training. 
 is lossless: its predictions are the model's own.
 
 ``camera.parquet``: one row per option (``raw``, ``jpeg90``, …) with ``quality`` (NaN for raw),
-``bytes_mean``, ``bytes_p50``, ``bytes_p95``, ``bytes_max`` over the test images, ``n``,
+``bytes_mean``, ``bytes_p50``, ``bytes_p95``, ``bytes_max`` over the validation images (the
+frame sizes the latency stage sends and the recommendation chooses with: never measured on
+test data), ``n`` (validation images),
 ``frame_shape`` (C, H, W of the source, JSON), ``encode_flops`` (an estimate of the device's
 work to produce the option; :data:`JPEG_FLOPS_PER_PIXEL`), ``resize_flops`` (the server's, or
 for a split the device's, work to resize the frame to the network's input;
@@ -126,15 +128,15 @@ def run(
     frame_shape = max(shapes)  # the largest source frame: what a fixed camera must handle
     for name in table["option"].unique():
         sub = table[table["option"] == name]
-        test_bytes = sub.loc[sub["split"] == "test", "bytes"].to_numpy()
+        val_bytes = sub.loc[sub["split"] == "val", "bytes"].to_numpy()
         row = {
             "option": name,
             "quality": float(name[4:]) if name.startswith("jpeg") else float("nan"),
-            "bytes_mean": float(test_bytes.mean()),
-            "bytes_p50": float(np.percentile(test_bytes, 50)),
-            "bytes_p95": float(np.percentile(test_bytes, 95)),
-            "bytes_max": float(test_bytes.max()),
-            "n": int(len(test_bytes)),
+            "bytes_mean": float(val_bytes.mean()),
+            "bytes_p50": float(np.percentile(val_bytes, 50)),
+            "bytes_p95": float(np.percentile(val_bytes, 95)),
+            "bytes_max": float(val_bytes.max()),
+            "n": int(len(val_bytes)),
             "frame_shape": json.dumps(list(frame_shape)),
             "encode_flops": 0
             if name == "raw"
@@ -156,7 +158,7 @@ def run(
                 )
         rows.append(row)
         print(
-            f"camera {name}: {row['bytes_mean']:.0f} B per frame (test mean), top-1 "
+            f"camera {name}: {row['bytes_mean']:.0f} B per frame (validation mean), top-1 "
             f"{row['top1']:.4f}, balanced {row['balanced_accuracy']:.4f}",
             file=log,
             flush=True,

@@ -13,9 +13,17 @@ from isplit.cli.options import EXISTING, PATH
 @click.option("--candidates", "candidates_path", type=EXISTING, required=True)
 @click.option("--finetune-metrics", type=EXISTING, required=True)
 @click.option("--curve", "curve_path", type=EXISTING, default=None, help="for per-class CUI")
-@click.option("--probe", "probe_path", type=EXISTING, default=None, help="linear-probe table")
+@click.option("--probe", "probe_path", type=EXISTING, default=None, help="probe predictors table")
+@click.option(
+    "--probe-outcomes",
+    "probe_outcomes_path",
+    type=EXISTING,
+    default=None,
+    help="the probe predictors' per-image validation outcomes",
+)
+@click.option("--seeds", default=None, help="the retraining seeds every job must hold, e.g. 0,1,2")
 @click.option("--metric", type=click.Choice(["top1", "balanced_accuracy"]), default="top1")
-@click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True)
+@click.option("--bootstrap", "n_boot", type=int, default=2000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--splits-out", type=PATH, required=True)
 @click.option("--quality-out", type=PATH, required=True)
@@ -25,6 +33,8 @@ def gather_splits(
     finetune_metrics,
     curve_path,
     probe_path,
+    probe_outcomes_path,
+    seeds,
     metric,
     n_boot,
     seed,
@@ -42,13 +52,15 @@ def gather_splits(
         finetune_metrics=finetune_metrics,
         curve_path=curve_path,
         probe_path=probe_path,
+        probe_outcomes_path=probe_outcomes_path,
+        seeds=None if seeds is None else [int(x) for x in seeds.split(",") if x.strip()],
         metric=metric,
         n_boot=n_boot,
         seed=seed,
         splits_out=splits_out,
         quality_out=quality_out,
     )
-    click.echo(json.dumps({k: v["spearman"] for k, v in q["predictors"].items()}))
+    click.echo(json.dumps({k: v["rho"] for k, v in q["predictors"].items()}))
 
 
 @click.command()

@@ -38,19 +38,28 @@ def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
 @click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True, help="the importance section")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_path", type=PATH, required=True)
+@click.option(
+    "--code-bytes", type=int, default=1024, show_default=True, help="the code the probe sees"
+)
+@click.option("--out", "out_path", type=PATH, required=True, help="probe.parquet")
+@click.option("--outcomes-out", "outcomes_path", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
-def linear_probe(model_path, dataset_dir, cfg, seed, out_path, threads, device):
-    """Validation accuracy of a linear probe on every probe point's pooled activation → OUT."""
+def linear_probe(
+    model_path, dataset_dir, cfg, seed, code_bytes, out_path, outcomes_path, threads, device
+):
+    """Zero-retraining predictors at every probe point (linear probe, k-NN, LogME, a probe on
+    the 8-bit code) → OUT, and their validation predictions → OUTCOMES-OUT."""
     from isplit.importance import probe
 
     probe.run(
         model_path=model_path,
         dataset_dir=dataset_dir,
         out_path=out_path,
+        outcomes_path=outcomes_path,
         cfg=cfg,
         seed=seed,
+        code_bytes=code_bytes,
         threads=threads,
         device=device,
     )

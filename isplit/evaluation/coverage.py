@@ -220,11 +220,11 @@ def pooled_coverage(
             hits, power = [], []
             for r in range(n_rep):
                 curves = []
-                for p, a, _ in pairs:
+                for i, (p, a, _) in enumerate(pairs):
                     c = outcomes(p, design, y, rng)
                     acc = resample.point(c, "balanced_accuracy")
                     sigma = resample.noise_covariance(c, "balanced_accuracy")
-                    curves.append(association.curve(a, m, acc, sigma, seed=r))
+                    curves.append(association.curve(a, m, acc, sigma, seed=r * n_pairs + i))
                 _, (lo, hi) = association.pooled(curves, level)
                 truth = float(np.mean([tr for *_, tr in pairs]))
                 hits.append(lo <= truth <= hi)

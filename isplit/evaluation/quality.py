@@ -219,6 +219,15 @@ def quality(g: Gathered, metric: str, *, probe=None, probe_outcomes=None, n_boot
         "criterion": CRITERION,
         "cui_adds_to_size": bool(positive(partial) and positive(within)),
         "per_class": per_class(g, st),
+        # what pooling across pairs recomputes the statistics from (scripts/study_results.py)
+        "tables": {
+            "layers": layers,
+            "test_accuracy": [float(v) for v in st.acc_test],
+            "noise_covariance": st.sigma.tolist(),
+            "activation_bytes": [float(v) for v in st.sizes],
+            "depth": [float(v) for v in st.depth],
+            "predictors": {k: [_num(v) for v in x] for k, x in st.values.items()},
+        },
         "finetuned": {
             s: _pct(
                 resample.point(g.finetuned[s], metric)[0],

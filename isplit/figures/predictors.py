@@ -1,5 +1,5 @@
 """The predictors figure: every zero-retraining predictor of post-split accuracy, with the
-Spearman ρ and regret intervals of ``quality.json`` (:mod:`isplit.evaluation.quality`)."""
+ρ and regret intervals of ``quality.json`` (:mod:`isplit.evaluation.quality`)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,21 @@ PREDICTOR_LABELS = {
     "size": "−log10 size (CDE)",
     "depth": "depth (device FLOPs)",
     "probe": "linear probe",
+    "knn": "k-NN",
+    "logme": "LogME",
+    "code": "probe on 8-bit code",
     "random": "random",
 }
 
 
 def predictors_figure(q: dict, title: str, out_dir) -> list[Path]:
-    """Spearman ρ and regret of every predictor, with their 95 % intervals."""
+    """ρ and regret of every predictor, with their 95 % intervals."""
     names = [k for k in PREDICTOR_LABELS if k in q.get("predictors", {})]
     fig = Figure(figsize=(10.0, 4.6), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(names))[::-1]
     for ax, key, xlabel, scale in (
-        (left, "spearman", "Spearman ρ with test accuracy after retraining", 1.0),
+        (left, "rho", "ρ: predictor's rank vs test accuracy after retraining", 1.0),
         (right, "regret", "regret of the predictor's choice (points of test accuracy)", 100.0),
     ):
         for yi, name in zip(y, names, strict=True):
@@ -45,7 +48,7 @@ def predictors_figure(q: dict, title: str, out_dir) -> list[Path]:
     left.set_yticks(y)
     left.set_yticklabels([PREDICTOR_LABELS[n] for n in names])
     verdict = "holds" if q.get("cui_adds_to_size") else "does not hold"
-    part = q.get("partial_spearman_cui_given_size_depth")
+    part = q.get("partial_cui_given_size_depth")
     fig.suptitle(
         f"Zero-retraining predictors of post-split accuracy (95 % intervals){title}\n"
         f"partial ρ of CUI given size and depth: {_ci_text(part)}; criterion "

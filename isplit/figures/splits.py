@@ -122,7 +122,7 @@ def _ci_text(s: dict | None) -> str:
 
 def _corr_text(q: dict, key: str, name: str) -> str:
     e = q.get("predictors", {}).get(key, {})
-    return f"{name}: Spearman ρ = {_ci_text(e.get('spearman'))}, n = {q.get('n_points', 'n/a')}"
+    return f"{name}: ρ = {_ci_text(e.get('rho'))}, n = {q.get('n_points', 'n/a')}"
 
 
 def _predicted_line(q: dict) -> str:

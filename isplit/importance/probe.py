@@ -1,15 +1,21 @@
-"""A stronger zero-retraining predictor: a linear probe at every probe point.
+"""Stronger zero-retraining predictors than CUI, at every probe point: a linear probe, k-NN,
+LogME, and a linear probe on the activation as a fixed-size 8-bit code would carry it.
 
-How much of the class is still linearly readable from a layer's activation is a direct, cheap
-estimate of what a split there can keep. For every probe point, the activation of a stratified
-subset of training images is averaged over space (C features per image), standardised, and a
-multinomial logistic regression (L2, LBFGS) is fitted on it; its accuracy on the validation
-images is the predictor's value. One forward pass over the images serves every probe point, no
-retraining of the network, no test data: it can rank all probe points before any split is
-trained, exactly as CUI claims to.
+How much of the class is still readable from a layer's activation is a direct, cheap estimate
+of what a split there can keep. For every probe point, the activation of a stratified subset of
+training images is averaged over space (C features per image) and standardised; on it, a
+multinomial logistic regression (L2, LBFGS) and k-nearest neighbours are scored on the
+validation images, and LogME (:mod:`isplit.importance.scores`) on the training images. The
+``code`` probe sees the activation pooled to the positions of the ``budget`` bottleneck's code
+for ``code_bytes`` and reduced to its channels and 8 bits (:func:`scores.code_features`). One
+forward pass over the images serves every probe point, no retraining of the network, no test
+data: they rank all probe points before any split is trained, exactly as CUI claims to.
 
-``probe.parquet``: one row per probe point with ``layer, layer_index, label, channels,
-n_train, n_val, val_top1, val_balanced_accuracy``.
+``probe.parquet``: one row per probe point with ``layer, layer_index, label, channels, n_train,
+n_val``, and ``val_top1, val_balanced_accuracy`` (linear probe), ``knn_val_…``, ``code_val_…``,
+``logme``. ``probe_outcomes.parquet``: every validation image's prediction by each predictor
+(``layer, predictor, sample_id, label, pred``), so that the evaluation can rescore them on
+resampled validation sets.
 """
 
 from __future__ import annotations
@@ -27,24 +33,33 @@ from torch.utils.data import DataLoader
 from isplit.config import settings
 from isplit.data.loader import ManifestDataset, transform_from_config
 from isplit.evaluation.metrics import classification_metrics
+from isplit.importance import scores
 from isplit.io.files import write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
+from isplit.nets.split import QUANT_HEADER_BYTES, budget_code_shape
 
 
 @torch.no_grad()
 def pooled_features(
-    model: nn.Module, points, loader, device
-) -> tuple[list[np.ndarray], np.ndarray]:
+    model: nn.Module, points, loader, device, code_positions=None
+) -> tuple[list[np.ndarray], np.ndarray, list]:
     """Spatially averaged activation of every probe point (one array per point, images ×
-    channels) and the labels, in one forward pass per batch."""
+    channels) and the labels, in one forward pass per batch; with ``code_positions`` (per
+    point, (sh, sw) or None) also the activation average-pooled to those positions (images ×
+    channels × positions)."""
     modules = dict(model.named_modules())
     feats: dict[int, list] = {i: [] for i in range(len(points))}
+    codes: dict[int, list] = {i: [] for i in range(len(points))}
     handles = []
     for i, p in enumerate(points):
 
         def hook(module, inputs, out, i=i):
             feats[i].append((out.mean(dim=(2, 3)) if out.ndim == 4 else out).float().cpu())
+            size = code_positions[i] if code_positions else None
+            if size is not None and out.ndim == 4:
+                pooled = nn.functional.adaptive_avg_pool2d(out, size)
+                codes[i].append(pooled.flatten(2).float().cpu())
 
         handles.append(modules[p.name].register_forward_hook(hook))
     labels = []
@@ -56,7 +71,9 @@ def pooled_features(
     finally:
         for h in handles:
             h.remove()
-    return [torch.cat(feats[i]).numpy() for i in range(len(points))], torch.cat(labels).numpy()
+    pooled = [torch.cat(feats[i]).numpy() for i in range(len(points))]
+    coded = [torch.cat(codes[i]).numpy() if codes[i] else None for i in range(len(points))]
+    return pooled, torch.cat(labels).numpy(), coded
 
 
 def fit_probe(
@@ -81,53 +98,118 @@ def fit_probe(
     return lin, mean, std
 
 
+def _linear_probe(x_train, y_train, x_val, k) -> np.ndarray:
+    lin, mean, std = fit_probe(x_train, y_train, k)
+    with torch.no_grad():
+        return lin(torch.from_numpy((x_val - mean) / std).float()).argmax(1).numpy()
+
+
 def run(
     *,
     model_path: str | Path,
     dataset_dir: str | Path,
     out_path: str | Path,
+    outcomes_path: str | Path,
     cfg: dict,
     seed: int,
+    code_bytes: int = 1024,
     threads: int | None = None,
     device: str = "auto",
     log=sys.stderr,
 ) -> pd.DataFrame:
-    """Fit a probe per probe point on ``importance.probe_train_images`` training images and
-    score it on the importance stage's validation images; write ``probe.parquet``."""
+    """Score every predictor at every probe point (see the module docstring) on
+    ``importance.probe_train_images`` training images and the importance stage's validation
+    images; write ``probe.parquet`` and ``probe_outcomes.parquet``."""
     c = settings("importance", cfg)
     set_determinism(seed, threads)
     dev = pick_device(device)
     model, meta = models.load_model(model_path)
     inp = settings("input", meta["input"])
     points = models.probe_points(model, c.variant)
+    positions = []  # per point: the code's (sh, sw) and channels, or None for no code
+    for shape in _point_shapes(model, points, inp):
+        try:
+            k, sh, sw = budget_code_shape(shape, code_bytes)
+            positions.append(((sh, sw), k))
+        except ValueError:  # not a (C, H, W) activation
+            positions.append((None, None))
     plain = transform_from_config(inp)
     train = ManifestDataset(dataset_dir, "train", plain, subset=c.probe_train_images, seed=seed)
     val = ManifestDataset(dataset_dir, c.split, plain, subset=c.max_images, seed=seed)
     t0 = time.perf_counter()
     loader = dict(batch_size=c.batch_size, shuffle=False, num_workers=c.num_workers)
-    x_train, y_train = pooled_features(model, points, DataLoader(train, **loader), dev)
-    x_val, y_val = pooled_features(model, points, DataLoader(val, **loader), dev)
+    sizes = [pos for pos, _ in positions]
+    x_train, y_train, c_train = pooled_features(
+        model, points, DataLoader(train, **loader), dev, sizes
+    )
+    x_val, y_val, c_val = pooled_features(model, points, DataLoader(val, **loader), dev, sizes)
     k = len(meta["classes"])
-    rows = []
-    for p, xt, xv in zip(points, x_train, x_val, strict=True):
-        lin, mean, std = fit_probe(xt, y_train, k)
-        with torch.no_grad():
-            pred = lin(torch.from_numpy((xv - mean) / std).float()).argmax(1).numpy()
-        m = classification_metrics(y_val, pred, k)
-        rows.append(
-            {
-                "layer": p.name,
-                "layer_index": p.index,
-                "label": p.label,
-                "channels": int(xt.shape[1]),
-                "n_train": len(y_train),
-                "n_val": len(y_val),
-                "val_top1": m["top1"],
-                "val_balanced_accuracy": m["balanced_accuracy"],
-            }
+    values = int(code_bytes) - QUANT_HEADER_BYTES
+    val_ids = val.frame["sample_id"].astype(str).to_numpy()
+    rows, outcomes = [], []
+    for i, (p, xt, xv) in enumerate(zip(points, x_train, x_val, strict=True)):
+        preds = {
+            "probe": _linear_probe(xt, y_train, xv, k),
+            "knn": scores.knn_predict(xt, y_train, xv),
+        }
+        if c_train[i] is not None:
+            ct, cv = scores.code_features(c_train[i], [c_val[i]], positions[i][1], values)
+            preds["code"] = _linear_probe(ct, y_train, cv, k)
+        row = {
+            "layer": p.name,
+            "layer_index": p.index,
+            "label": p.label,
+            "channels": int(xt.shape[1]),
+            "n_train": len(y_train),
+            "n_val": len(y_val),
+            "logme": scores.logme(scores.standardise(xt)[0], y_train),
+        }
+        for name, pred in preds.items():
+            m = classification_metrics(y_val, pred, k)
+            prefix = "" if name == "probe" else f"{name}_"
+            row[f"{prefix}val_top1"] = m["top1"]
+            row[f"{prefix}val_balanced_accuracy"] = m["balanced_accuracy"]
+            outcomes.append(
+                pd.DataFrame(
+                    {
+                        "layer": p.name,
+                        "predictor": name,
+                        "sample_id": val_ids,
+                        "label": y_val.astype(np.int64),
+                        "pred": pred.astype(np.int64),
+                    }
+                )  # fmt: skip
+            )
+        rows.append(row)
+        print(
+            f"probes {p.label}: val top-1 linear {row['val_top1']:.4f}, "
+            f"k-NN {row['knn_val_top1']:.4f}, LogME {row['logme']:.4f}",
+            file=log,
+            flush=True,
         )
-        print(f"probe {p.label}: val top-1 {m['top1']:.4f}", file=log, flush=True)
     table = pd.DataFrame(rows)
     write_table(table, out_path)
-    print(f"linear probes: {len(points)} points in {time.perf_counter() - t0:.1f} s", file=log)
+    write_table(pd.concat(outcomes, ignore_index=True), outcomes_path)
+    print(f"probes: {len(points)} points in {time.perf_counter() - t0:.1f} s", file=log)
     return table
+
+
+@torch.no_grad()
+def _point_shapes(model: nn.Module, points, inp) -> list[tuple[int, ...]]:
+    """The activation shape (without the batch) of every point for the configured input."""
+    seen: dict[int, tuple] = {}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[p.name].register_forward_hook(
+            lambda m, i, o, j=j: seen.setdefault(j, tuple(int(s) for s in o.shape[1:]))
+        )
+        for j, p in enumerate(points)
+    ]
+    was = model.training
+    try:
+        model.eval()(torch.zeros(1, *inp.shape()))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return [seen[j] for j in range(len(points))]

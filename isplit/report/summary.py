@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from isplit.evaluation.predictors import NAMES as PREDICTOR_NAMES
 from isplit.io.files import write_text
 from isplit.latency.recommend_text import markdown_table
 
@@ -29,16 +30,6 @@ def _ci(s: dict | None, digits=3) -> str:
     if not ci or ci[0] is None:
         return _fmt(s.get("value"), digits)
     return f"{_fmt(s['value'], digits)} [{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
-
-
-PREDICTOR_NAMES = {
-    "cui_mean": "CUI, channel mean (I-SPLIT)",
-    "cui_sum": "CUI, channel sum",
-    "size": "−log10 activation size (CDE: smaller is better)",
-    "depth": "depth (share of FLOPs on the device)",
-    "probe": "linear probe on pooled activations",
-    "random": "random ranking",
-}
 
 
 def summary_markdown(
@@ -100,20 +91,24 @@ def summary_markdown(
         f"reported on test). The measured best is `{best['label']}`: test {name} "
         f"{_ci(best['test'])}.",
         "",
-        "| predictor | Spearman ρ with test accuracy | regret of its argmax | its choice |",
+        "| predictor | ρ with test accuracy | regret of its argmax | its choice |",
         "|---|---|---|---|",
     ]
     for key, e in q["predictors"].items():
         lines.append(
-            f"| {PREDICTOR_NAMES.get(key, key)} | {_ci(e['spearman'])} | "
+            f"| {PREDICTOR_NAMES.get(key, key)} | {_ci(e['rho'])} | "
             f"{_ci(e.get('regret'))} | {e.get('choice') or '–'} |"
         )
-    part, within = q["partial_spearman_cui_given_size_depth"], q["kendall_cui_within_equal_size"]
+    part, within = q["partial_cui_given_size_depth"], q["within_size_cui"]
     verdict = "holds" if q["cui_adds_to_size"] else "does not hold"
     lines += [
         "",
-        f"CUI given activation size and depth: partial Spearman {_ci(part)}; Kendall τ within "
-        f"groups of equal activation size {_ci(within)} ({within['pairs']} pairs). Criterion "
+        "ρ: correlation of the predictor's ranks with the splits' test accuracy; intervals by "
+        "test inversion (docs/methods.md). Regret: test accuracy lost against the split best on "
+        "validation, the whole procedure resampled.",
+        "",
+        f"CUI given activation size and depth: partial {_ci(part)}; among splits of equal "
+        f"activation size, beyond depth: {_ci(within)} ({within['pairs']} pairs). Criterion "
         f"(stated before the run): {q['criterion']} — it **{verdict}** here.",
         "",
         f"| # | split point | CUI (log10) | val {name} | test {name} [95 % CI] | bytes sent "

@@ -155,3 +155,45 @@ def test_retrain_resumes_after_kill(array_dataset, tmp_path):
     head = dict(s.head.named_parameters())
     assert torch.equal(head["steps.0.weight"], base["conv1.weight"])
     assert 0 <= m["runs"][0]["test"]["top1"] <= 1 and m["runs"][0]["test"]["n"] == 60
+
+
+def test_same_machine_and_config_give_identical_numbers(array_dataset, tmp_path):
+    """Two independent processes fine-tuning, then retraining a split with two seeds, from one
+    config on one machine: the same weights, the same scores and the same predictions."""
+    cfg = {**CFG, "epochs": 1}
+    retrain_cfg = json.dumps({"bottleneck": "budget", "code_bytes": 64, "epochs": 1,
+                              "batch_size": 30, "train_subset": 60})  # fmt: skip
+    for run in ("a", "b"):
+        r = subprocess.run(
+            finetune_cmd(array_dataset, tmp_path / run / "ft", cfg), capture_output=True, text=True
+        )
+        assert r.returncode == 0, r.stderr
+        out = tmp_path / run / "split"
+        r = subprocess.run(
+            [sys.executable, "-m", "isplit", "retrain-split",
+             "--model", str(tmp_path / run / "ft" / "model.pt"), "--dataset", str(array_dataset),
+             "--layer", "layer3.0", "--config", retrain_cfg, "--seeds", "0,1",
+             "--model-out", str(out / "model.pt"), "--metrics-out", str(out / "metrics.json"),
+             "--predictions-out", str(out / "predictions.parquet"), "--threads", "1"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    a, b = state(tmp_path / "a/ft/model.pt"), state(tmp_path / "b/ft/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = state(tmp_path / "a/split/model.pt"), state(tmp_path / "b/split/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def scores(run):
+        m = json.loads((tmp_path / run / "split/metrics.json").read_text())
+        return [{k: v for k, v in r.items() if k not in ("train_seconds", "history")}
+                for r in m["runs"]]  # fmt: skip
+
+    assert scores("a") == scores("b")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a/split/predictions.parquet"),
+        pd.read_parquet(tmp_path / "b/split/predictions.parquet"),
+    )
+    assert (
+        json.loads((tmp_path / "a/ft/metrics.json").read_text())["test"]
+        == json.loads((tmp_path / "b/ft/metrics.json").read_text())["test"]
+    )

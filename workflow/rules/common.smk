@@ -208,14 +208,27 @@ def deploy_dirs(wildcards):
 
 
 def probe_inputs(wildcards):
-    """The linear-probe table, when the experiment asks for probes."""
+    """The probe predictors' table and outcomes, when the experiment asks for probes."""
     if EXPERIMENTS[wildcards.exp]["importance"]["probe_train_images"] is None:
         return {}
-    return {"probe": f"results/{wildcards.exp}/importance/probe.parquet"}
+    return {
+        "probe": f"results/{wildcards.exp}/importance/probe.parquet",
+        "probe_outcomes": f"results/{wildcards.exp}/importance/probe_outcomes.parquet",
+    }
 
 
 def probe_arg(wildcards, input):
-    return f"--probe {shlex.quote(input.probe)}" if "probe" in input.keys() else ""
+    if "probe" not in input.keys():
+        return ""
+    return (
+        f"--probe {shlex.quote(input.probe)}"
+        f" --probe-outcomes {shlex.quote(input.probe_outcomes)}"
+    )
+
+
+def code_bytes(wildcards):
+    """The fixed code size the probe on the 8-bit code assumes (the ``budget`` setting)."""
+    return EXPERIMENTS[wildcards.exp]["retrain"]["code_bytes"]
 
 
 def latency_value(key):

@@ -22,12 +22,14 @@ rule gather_splits:
     params:
         metric=exp_value("metric"),
         probe=probe_arg,
+        seeds=retrain_seeds,
         seed=exp_value("seed"),
         code=code_version("gather-splits"),
     shell:
         "python -m isplit gather-splits --candidates {input.candidates:q}"
         " --curve {input.curve:q} --finetune-metrics {input.finetune:q} {params.probe}"
-        " --metric {params.metric} --seed {params.seed} --splits-out {output.splits:q}"
+        " --metric {params.metric} --seeds {params.seeds} --seed {params.seed}"
+        " --splits-out {output.splits:q}"
         " --quality-out {output.quality:q} {input.metrics:q} > {log:q} 2>&1"
 
 

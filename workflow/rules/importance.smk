@@ -29,7 +29,8 @@ rule linear_probe:
     input:
         unpack(experiment_model_and_data),
     output:
-        "results/{exp}/importance/probe.parquet",
+        table="results/{exp}/importance/probe.parquet",
+        outcomes="results/{exp}/importance/probe_outcomes.parquet",
     log:
         "logs/linear_probe/{exp}.log",
     benchmark:
@@ -43,10 +44,12 @@ rule linear_probe:
     params:
         cfg=exp_cfg("importance"),
         seed=exp_value("seed"),
+        code_bytes=code_bytes,
         code=code_version("linear-probe"),
     shell:
         "python -m isplit linear-probe --model {input.model:q} --dataset {input.dataset:q}"
-        " --config {params.cfg:q} --seed {params.seed} --out {output:q}"
+        " --config {params.cfg:q} --seed {params.seed} --code-bytes {params.code_bytes}"
+        " --out {output.table:q} --outcomes-out {output.outcomes:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
