@@ -44,9 +44,7 @@ def test_logme_ranks_informative_features_above_noise():
     noise = rng.normal(size=(300, 16))
     assert scores.logme(good, labels) > scores.logme(noise, labels)
     # LogME averages the classes' evidence per image: a per-class mean, nothing larger
-    per_class = [
-        scores.fit_evidence(good, (labels == k).astype(float))[2] / 300 for k in range(3)
-    ]
+    per_class = [scores.fit_evidence(good, (labels == k).astype(float))[2] / 300 for k in range(3)]
     assert scores.logme(good, labels) == pytest.approx(np.mean(per_class))
 
 
