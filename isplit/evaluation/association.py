@@ -142,9 +142,9 @@ def curve(
     other_norm = np.linalg.norm(other)
     u = other / other_norm if other_norm > 1e-12 else _orthogonal(unit, m)
     rng = np.random.default_rng(seed)
-    jitter = 1e-12 * max(np.trace(sigma), 1e-12) / len(sigma)
-    chol = np.linalg.cholesky(sigma + jitter * np.eye(len(sigma)))
-    noise = rng.standard_normal((n_sim, len(p_hat))) @ chol.T
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+    root = v * np.sqrt(np.clip(w, 0, None))  # root @ root.T == sigma, also when singular
+    noise = rng.standard_normal((n_sim, len(p_hat))) @ root.T
     length2 = float(mp @ mp - np.trace(m @ sigma))
     redrawn = (p_hat + noise) @ m.T
     spread = float(np.std(np.einsum("bk,bk->b", redrawn, redrawn)))

@@ -153,4 +153,7 @@ def noise_covariance(c: Correctness, metric: str) -> np.ndarray:
             e = e * w[idx] * np.sqrt(m / (m - 1))
             inter += np.einsum("asn,bsn->ab", e, e) / (s - 1)
         sigma -= inter / s
-    return sigma
+    # the difference of two estimates need not be positive semi-definite: clip to the nearest
+    # covariance (negative eigenvalues are estimation noise around 0)
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+    return (v * np.clip(w, 0, None)) @ v.T

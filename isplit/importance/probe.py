@@ -199,12 +199,14 @@ def _point_shapes(model: nn.Module, points, inp) -> list[tuple[int, ...]]:
     """The activation shape (without the batch) of every point for the configured input."""
     seen: dict[int, tuple] = {}
     modules = dict(model.named_modules())
-    handles = [
-        modules[p.name].register_forward_hook(
-            lambda m, i, o, j=j: seen.setdefault(j, tuple(int(s) for s in o.shape[1:]))
-        )
-        for j, p in enumerate(points)
-    ]
+
+    def hook(j):
+        def record(module, inputs, out):  # returns None: the output is left as it is
+            seen.setdefault(j, tuple(int(s) for s in out.shape[1:]))
+
+        return record
+
+    handles = [modules[p.name].register_forward_hook(hook(j)) for j, p in enumerate(points)]
     was = model.training
     try:
         model.eval()(torch.zeros(1, *inp.shape()))

@@ -122,13 +122,16 @@ def code_features(
     def per_position(a):
         return a.transpose(0, 2, 1).reshape(-1, c)
 
-    if channels < c:
-        pca = PCA(n_components=channels, svd_solver="randomized", random_state=0)
-        pca.fit(per_position(train))
+    rows = per_position(train)
+    # no more directions than the training rows can show
+    keep = min(channels, len(rows))
+    if keep < c:
+        pca = PCA(n_components=keep, svd_solver="randomized", random_state=0)
+        pca.fit(rows)
 
         def reduce(a):
             n, _, p = a.shape
-            return pca.transform(per_position(a)).reshape(n, p, channels).transpose(0, 2, 1)
+            return pca.transform(per_position(a)).reshape(n, p, keep).transpose(0, 2, 1)
     else:
 
         def reduce(a):

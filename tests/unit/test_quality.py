@@ -173,3 +173,41 @@ def test_unknown_split_is_refused():
     cand = candidates(2, [-2.0, -1.0], [2000, 1000])
     with pytest.raises(ValueError, match="not among the candidates"):
         gather(cand, [job("l7", (0,), 0.5, 0.5, rng)], *finetuned(rng), n_boot=10)
+
+
+def test_a_missing_seed_is_an_error_naming_the_job():
+    """Seeds are aligned by number: a split whose job lacks a configured seed stops the
+    gathering with the job's file and the seeds it holds."""
+    rng = np.random.default_rng(6)
+    cand = candidates(2, [-2.0, -1.0], [2000, 1000])
+    runs = [job("l0", (0, 1, 2), 0.6, 0.6, rng), job("l1", (0, 2), 0.7, 0.7, rng)]
+    with pytest.raises(ValueError, match=r"l1/metrics.json: .* holds seeds \[0, 2\].*\[0, 1, 2\]"):
+        gather(cand, runs, *finetuned(rng), seeds=[0, 1, 2], n_boot=10)
+    # the same seeds in another order are the same experiment
+    g = gather(cand, runs[:1] + [job("l1", (2, 1, 0), 0.7, 0.7, rng)], *finetuned(rng), n_boot=10)
+    assert g.seeds == [0, 1, 2] and g.splits["n_seeds"].tolist() == [3, 3]
+
+
+def test_quality_reports_methods_paired_differences_and_whole_procedure_regret():
+    """quality.json names each interval's method, gives paired differences of CUI with depth,
+    size and the best other predictor (chosen on validation), and regret intervals that are
+    not [0, 0] when a predictor happens to pick the validation winner."""
+    rng = np.random.default_rng(7)
+    n = 8
+    sizes = [8000, 4000, 4000, 2000, 2000, 1000, 1000, 500]
+    accs = [0.6, 0.63, 0.66, 0.7, 0.72, 0.75, 0.795, 0.8]  # l6 and l7 nearly tied
+    runs = [
+        job(f"l{i}", (0, 1), a, a, rng, size=s)
+        for i, (a, s) in enumerate(zip(accs, sizes, strict=True))
+    ]
+    cand = candidates(n, np.linspace(-4, -2, n), sizes)  # CUI rises with depth: picks l7
+    g = gather(cand, runs, *finetuned(rng), n_boot=100)
+    q = quality.quality(g, "top1", n_boot=300)
+    assert q["methods"]["rho"].startswith("test inversion")
+    assert q["predictors"]["cui_mean"]["rho"]["method"] == "inversion"
+    assert set(q["paired"]) >= {"cui_mean_minus_depth", "cui_mean_minus_size"}
+    regret = q["predictors"]["cui_mean"]["regret"]
+    assert q["predictors"]["cui_mean"]["choice"] == "l7"
+    # the validation winner is uncertain between the late splits: the interval is not [0, 0]
+    assert regret["ci"][0] < regret["ci"][1] and 0 < q["measured_best"]["chosen_share"] < 1
+    assert len(q["tables"]["test_accuracy"]) == n

@@ -63,3 +63,43 @@ def test_knn_and_code_features():
     kept, _ = scores.code_features(act[:20], [act[20:]], channels=20, values=10)
     flat = act[:20].reshape(20, -1)[:, :10]
     assert np.abs(kept - flat).max() <= (flat.max() - flat.min()) / 255
+
+
+@pytest.mark.slow  # a network's forward passes and 30 fitted probes
+def test_probe_stage_scores_every_point_with_every_predictor(array_dataset, tmp_path):
+    """The probe stage on a real (tiny) network and data set: one row per probe point with
+    every predictor, and each validation image's prediction per predictor and point."""
+    import os
+
+    import pandas as pd
+    import torch
+
+    from isplit.importance import probe
+    from isplit.nets import models
+    from tools.synthetic import INPUT
+
+    torch.manual_seed(0)
+    meta = {"model": "resnet18", "num_classes": 3, "input": INPUT,
+            "classes": ["horizontal", "vertical", "blob"]}  # fmt: skip
+    models.save_model(tmp_path / "ft.pt", models.build("resnet18", 3), meta)
+    table = probe.run(
+        model_path=tmp_path / "ft.pt",
+        dataset_dir=array_dataset,
+        out_path=tmp_path / "probe.parquet",
+        outcomes_path=tmp_path / "outcomes.parquet",
+        cfg={"probe_train_images": 60},
+        seed=0,
+        code_bytes=200,
+        threads=1,
+        log=open(os.devnull, "w"),
+    )
+    points = [p.name for p in models.probe_points(models.build("resnet18", 3))]
+    assert table["layer"].tolist() == points
+    for col in ("val_top1", "knn_val_top1", "code_val_balanced_accuracy", "logme"):
+        assert table[col].notna().all(), col
+    out = pd.read_parquet(tmp_path / "outcomes.parquet")
+    assert set(out["predictor"]) == {"probe", "knn", "code"}
+    assert (out.groupby(["layer", "predictor"]).size() == 60).all()  # 20 val images × 3
+    # the table's accuracies are the outcomes' own
+    mine = out[(out["predictor"] == "knn") & (out["layer"] == points[-1])]
+    assert table["knn_val_top1"].iloc[-1] == pytest.approx((mine["pred"] == mine["label"]).mean())
