@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-CSV = ROOT / "scripts" / "device_benchmarks.csv"
+from isplit.latency import devices
 
-from isplit.latency import devices  # noqa: E402
+CSV = Path(__file__).resolve().parent / "device_benchmarks.csv"
 
 
 def _mlperf_tiny(name: str):

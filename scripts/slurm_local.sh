@@ -294,12 +294,14 @@ down() {
   log "down after $(elapsed)"
 }
 
+usage="usage: $0 up|down|status   (env: WITH_DBD=1, SLURM_STATE=dir, FORCE=1)"
 case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+-h | --help) echo "$usage" ;;
 *)
-  echo "usage: $0 up|down|status   (env: WITH_DBD=1, SLURM_STATE=dir, FORCE=1)" >&2
+  echo "$usage" >&2
   exit 2
   ;;
 esac
