@@ -193,7 +193,10 @@ def test_run_writes_tables_and_summary(tmp_path):
     )
     md = (tmp_path / "summary.md").read_text()
     assert "balanced accuracy" in md and "| CUI, channel mean (I-SPLIT) |" in md
-    assert "it **does not hold** here" in md or "it **holds** here" in md
+    # the verdict the summary states is the one quality.json computed, and only that one
+    holds = q["cui_adds_to_size"]
+    assert ("it **holds** here" in md) == holds, md
+    assert ("it **does not hold** here" in md) == (not holds), md
 
 
 def test_unknown_split_is_refused():
