@@ -32,7 +32,7 @@ experiment writes `results/<name>/`. Snakemake validates the whole file against
 `isplit/config/schema.yaml` (also at `workflow/schemas/config.schema.yaml`) before anything
 runs: defaults are filled in from there, and an unknown key or a wrong type stops the run with
 the key's path. Each rule receives only its own section, so editing a stage's settings reruns
-that stage and what follows, nothing upstream (docs/reruns.md).
+that stage and what follows, nothing upstream ([docs/reruns.md](../docs/reruns.md)).
 
 Configs shipped here:
 
@@ -40,13 +40,13 @@ Configs shipped here:
 |---|---|
 | `config.yaml` | the default: MobileNetV2 on ELPV solar cells, offline (`make run`) |
 | `animal-mnist.yaml` | a quick second task: animal silhouettes, 10 classes |
-| `validate.yaml` | the oracle study: every probe point retrained, 3 seeds (docs/study.md) |
+| `validate.yaml` | [the oracle study](../docs/study.md): every split retrained, 3 seeds |
 | `tiny.yaml` | what the tests run end to end: 300 training images, 1 epoch |
 | `paper.yaml` | the six paper experiments: {VGG16, ResNet-50} × {Tiny-ImageNet, notMNIST, X-ray} |
 
 Run another with `snakemake --configfile config/<file>` (or `make run CONFIG=config/<file>`).
-What the settings mean for the method: docs/pipeline.md; the dataset sources and their
-splits: docs/pipeline.md#datasets.
+What the settings mean for the method: [docs/pipeline.md](../docs/pipeline.md); the dataset
+sources and their splits: [Datasets](../docs/pipeline.md#datasets).
 
 A minimal config:
 

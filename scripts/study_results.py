@@ -1,4 +1,4 @@
-"""The oracle study's tables (README "Results"), from the experiments' quality.json files.
+"""The oracle study's tables (docs/study.md), from the experiments' quality.json files.
 
 Reads ``results/<exp>/quality.json`` of each named experiment of a finished
 ``config/validate.yaml`` run and prints markdown: how each zero-retraining predictor ranked the
@@ -8,7 +8,7 @@ and, per class, whether a class's own best split beats the global one beyond the
 Every number is as ``quality.json`` has it: chosen on validation, reported on test, 95 %
 bootstrap intervals over test images and retraining seeds.
 
-    .venv/bin/python scripts/study_results.py --workdir . elpv-ae elpv-budget
+    .venv/bin/python -m scripts.study_results --workdir . elpv-ae elpv-budget
 """
 
 from __future__ import annotations
