@@ -117,8 +117,7 @@ def rows(properties: dict, required=(), prefix: str = "") -> list[str]:
     for key, prop in properties.items():
         name = f"{prefix}{key}"
         out.append(
-            f"| `{name}` | {_default(prop, key in required)} | {values(prop)} | "
-            f"{_describe(prop)} |"
+            f"| `{name}` | {_default(prop, key in required)} | {values(prop)} | {_describe(prop)} |"
         )
         nested = prop.get("properties")
         items = prop.get("items", {})
