@@ -3,7 +3,7 @@
 Prints one JSON line: the config, the number of planned jobs and the wall times of ``--repeat``
 dry runs (seconds). A benchmark, not a test: the numbers depend on the machine and its load.
 
-    .venv/bin/python scripts/bench_dry_run.py --config config/paper.yaml --repeat 3
+    .venv/bin/python -m scripts.bench_dry_run --config config/paper.yaml --repeat 3
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def main() -> None:
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             r = subprocess.run(
-                [str(snakemake), "-n", "-q", "--snakefile", str(ROOT / "Snakefile"),
+                # not -q: a quiet dry run leaves out the job stats the count comes from
+                [str(snakemake), "-n", "--snakefile", str(ROOT / "Snakefile"),
                  "--configfile", args.config, "--directory", work],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip

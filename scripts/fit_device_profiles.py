@@ -13,7 +13,7 @@ sources publish it (``source`` names the entry of ``devices.SOURCES``). This scr
    on relative errors (:func:`isplit.latency.devices.fit`) and prints throughput, overhead and
    each network's error.
 
-``python scripts/fit_device_profiles.py --count`` recounts; without it the counts in the CSV are
+``python -m scripts.fit_device_profiles --count`` recounts; without it the counts in the CSV are
 used (the unit tests refit from them and hold the profiles' constants against the fit).
 """
 
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-CSV = ROOT / "scripts" / "device_benchmarks.csv"
+from isplit.latency import devices
 
-from isplit.latency import devices  # noqa: E402
+CSV = Path(__file__).resolve().parent / "device_benchmarks.csv"
 
 
 def _mlperf_tiny(name: str):

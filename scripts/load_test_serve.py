@@ -21,7 +21,10 @@ checked against the split model's own prediction. The idle and trickling connect
 server slots (``--max-connections`` must leave room for the devices) until their handshake
 deadline cuts them; ``cuts`` counts how often that happened.
 
-Defaults are the issue's: 50 devices, 10 idle, 5 trickling. ``--quick`` is the test's size.
+Defaults: 50 devices, 10 idle, 5 trickling. ``--quick`` is the test's size. Run from the
+repository root (it imports the test beds of ``tools/``)::
+
+    .venv/bin/python -m scripts.load_test_serve --quick
 """
 
 from __future__ import annotations
@@ -41,12 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from isplit.deploy import device, wire
+from tools import synthetic
+from tools.deploy import make_split, reference_predictions
 
-from isplit.deploy import device, wire  # noqa: E402
-from tools import synthetic  # noqa: E402
-from tools.deploy import make_split, reference_predictions  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def prepared_frames(split_path: Path, dataset: Path, n: int) -> tuple[list[bytes], list[int]]:

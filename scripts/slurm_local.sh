@@ -15,7 +15,7 @@
 # is started by hand, and `down` stops a daemon only through the PID file that `up` made it
 # write (after checking that the PID still is that program), never by name; daemons that were
 # already running before `up` (munged, MariaDB) are left alone.
-# One node on loopback, no cgroups (proctrack/linuxproc, task/none): the README's "A real SLURM
+# One node on loopback, no cgroups (proctrack/linuxproc, task/none): docs/cluster.md, "A real SLURM
 # on one machine" says what it sets up and why.
 set -euo pipefail
 
@@ -294,12 +294,14 @@ down() {
   log "down after $(elapsed)"
 }
 
+usage="usage: $0 up|down|status   (env: WITH_DBD=1, SLURM_STATE=dir, FORCE=1)"
 case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+-h | --help) echo "$usage" ;;
 *)
-  echo "usage: $0 up|down|status   (env: WITH_DBD=1, SLURM_STATE=dir, FORCE=1)" >&2
+  echo "$usage" >&2
   exit 2
   ;;
 esac

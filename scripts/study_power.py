@@ -7,8 +7,8 @@ truth (coverage) and how often it excludes 0 on the positive side (power). The p
 what config/validate.yaml states before the study: the smallest effect the study detects 80 %
 of the time.
 
-    .venv/bin/python scripts/study_power.py --targets 0 0.5 0.8 --reps 200
-    .venv/bin/python scripts/study_power.py --statistics partial within_size \\
+    .venv/bin/python -m scripts.study_power --targets 0 0.5 0.8 --reps 200
+    .venv/bin/python -m scripts.study_power --statistics partial within_size \\
         --targets 0.6 0.7 0.8 0.9 --methods inversion
 """
 

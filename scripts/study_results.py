@@ -12,9 +12,9 @@ Two steps:
   pairs (isplit.evaluation.association.pooled); and how the answer moved with the fine-tuning
   seed. Every number is as quality.json has it: chosen on validation, reported on test.
 
-    .venv/bin/python scripts/study_results.py collect --workdir ../study --out docs/study \\
+    .venv/bin/python -m scripts.study_results collect --workdir ../study --out docs/study \\
         elpv-mobilenet_v2 animal-mnist-mobilenet_v2 elpv-resnet18 animal-mnist-resnet18
-    .venv/bin/python scripts/study_results.py tables --study docs/study > /tmp/tables.md
+    .venv/bin/python -m scripts.study_results tables --study docs/study > /tmp/tables.md
 """
 
 from __future__ import annotations

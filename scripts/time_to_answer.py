@@ -4,7 +4,7 @@ Reads ``benchmarks/<rule>/**.tsv`` of a working directory (every costly rule dec
 prints a markdown table: rule, jobs, wall seconds (sum and largest job), CPU seconds, and the
 share of the benchmarked total. Rules without a benchmark (the cheap ones) are not listed.
 
-    .venv/bin/python scripts/time_to_answer.py --workdir .
+    .venv/bin/python -m scripts.time_to_answer --workdir .
 """
 
 from __future__ import annotations

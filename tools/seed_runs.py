@@ -1,5 +1,5 @@
 """Test helper: the latency stage and the recommendation run once per seed, for checking that
-the answer does not depend on the simulation seed (issue 11)."""
+the answer does not depend on the simulation seed."""
 
 from __future__ import annotations
 

@@ -10,6 +10,10 @@ package's ``__init__`` (Python runs those on import) and the CLI's entry points.
 module thus reruns exactly the rules whose command can reach it; a module no command reaches
 reruns nothing.
 
+What is hashed is each module's syntax tree without its docstrings (:func:`code_text`), not
+its bytes: a comment, a docstring or a reformatted line changes no result, so it reruns
+nothing, while any change to what runs (a constant, a name, an operator) reruns the rules.
+
 Torch-free (the standard library and click): the Snakefile calls this at parse time.
 """
 
@@ -70,6 +74,24 @@ def _imported(node: ast.AST, module: str, is_package: bool) -> set[str]:
     return {m for m in out if module_path(m) is not None}
 
 
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    """``tree`` with the docstring of its module, classes and functions dropped."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:]
+    return tree
+
+
+def code_text(path: Path) -> str:
+    """What of a source file can change a result: its syntax tree, without docstrings,
+    comments, formatting or line numbers."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return ast.dump(_without_docstrings(tree), include_attributes=False)
+
+
 def imports_in(nodes, module: str) -> set[str]:
     """Package modules imported anywhere inside ``nodes`` (AST nodes of ``module``)."""
     path = module_path(module)
@@ -126,5 +148,5 @@ def code_version(command: str) -> str:
     files = sorted(module_path(m) for m in command_modules(command))
     for f in files:
         h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0")
-        h.update(f.read_bytes())
+        h.update(code_text(f).encode())
     return f"{isplit.__version__}+{h.hexdigest()[:12]}"

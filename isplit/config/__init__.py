@@ -85,6 +85,47 @@ def fill(section: str, cfg: Mapping | None, *, where: str | None = None) -> dict
 
 # ----------------------------------------------------------------------------- typed settings
 
+_PYTHON_TYPES = {
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "string": "str",
+    "array": "list",
+    "object": "dict",
+}
+
+
+def _annotation(prop: dict, required: bool) -> str:
+    """The Python type of a schema property, as an annotation string (documentation only).
+    An optional key without a default is None when absent."""
+    nullable = not required and "default" not in prop
+    if "enum" in prop:
+        kinds = {type(v).__name__ for v in prop["enum"] if v is not None}
+        nullable = nullable or None in prop["enum"]
+    else:
+        types = prop.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        kinds = {_PYTHON_TYPES[t] for t in types if t != "null"}
+        nullable = nullable or "null" in types
+    kinds = sorted(kinds) or ["Any"]
+    return " | ".join(kinds + (["None"] if nullable else []))
+
+
+def from_schema(section: str):
+    """Class decorator: ``cls`` as a frozen dataclass whose fields are the keys of ``section``
+    in the schema, each typed from its schema entry. The keys are written once, in the schema;
+    a key added there is a field here without a second edit."""
+
+    def make(cls):
+        sub = _section_schema(section)
+        required = set(sub.get("required", []))
+        cls.__annotations__ = {
+            key: _annotation(prop, key in required) for key, prop in sub["properties"].items()
+        }
+        return dataclass(frozen=True)(cls)
+
+    return make
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -94,78 +135,33 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
+@from_schema("input")
 class InputSettings(Settings):
-    image_size: int
-    grayscale_to_rgb: bool
-    normalize: str
-
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the tensor the network receives: grey images are repeated to RGB."""
         return (3, self.image_size, self.image_size)
 
 
-@dataclass(frozen=True)
 class TrainSettings(Settings):
-    """What the training loop reads; fine-tuning and retraining add their own keys."""
-
-    epochs: int
-    batch_size: int
-    eval_batch_size: int
-    optimizer: str
-    lr: float
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    schedule: str
-    warmup: float
-    step_epochs: int
-    gamma: float
-    label_smoothing: float
-    class_weights: str
-    grad_clip: float | None
-    augment: str
-    train_subset: int | None
-    eval_subset: int | None
-    num_workers: int
-    drop_last: bool
+    """What the training loop reads (epochs, optimizer, schedule, loss, data subsets): the keys
+    the ``finetune`` and ``retrain`` sections share."""
 
 
-@dataclass(frozen=True)
+@from_schema("finetune")
 class FinetuneSettings(TrainSettings):
-    freeze_backbone: bool
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("retrain")
 class RetrainSettings(TrainSettings):
-    bottleneck: str
-    ratio: float
-    stages: int
-    quant_bits: int | None
-    code_bytes: int
-    recon_weight: float
-    classifier_epochs: int
-    classifier_lr: float
-    seeds: list
-
     def bottleneck_spec(self) -> dict:
         """What rebuilds the bottleneck's architecture (saved with each split model)."""
         keys = ("bottleneck", "ratio", "stages", "quant_bits", "code_bytes")
         return {k: getattr(self, k) for k in keys}
 
 
-@dataclass(frozen=True)
+@from_schema("importance")
 class ImportanceSettings(Settings):
-    variant: str
-    target: str | None
-    channel_reduce: str
-    split: str
-    max_images: int | None
-    batch_size: int
-    num_workers: int
-    row_group_rows: int
-    probe_train_images: int | None
-
     @property
     def resolved_target(self) -> str:
         """The logit explained: the configured one, else the variant's own."""
@@ -174,77 +170,34 @@ class ImportanceSettings(Settings):
         return "pred" if self.variant == "public-code" else "label"
 
 
-@dataclass(frozen=True)
+@from_schema("candidates")
 class CandidatesSettings(Settings):
-    mode: str
-    exclude_first: int
-    exclude_last: int
-    per_class: bool
-    ends: bool
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("latency")
 class LatencySettings(Settings):
-    profiles: list | None
-    losses: list | None
-    protocols: list
-    n_frames: int
-    fps: float | None
-    payload: int
-    tcp: str
-    rto_s: float
-    dupacks: int
-    window: int | None
-    initial_window: int
-    slow_start_after_idle: bool
-    delayed_ack: bool
-    loss_model: dict
-    simulator: str
-    n_boot: int
-    device: dict
-    server: dict
-    compute_stat: str
-    repeats: int
-    warmup: int
-    threads: int
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("qos")
 class QosSettings(Settings):
-    max_p95_s: float | None
-    min_accuracy: float | None
-    classes: list | None
-    max_device_params: float | None
-    max_device_flops: float | None
-    max_frame_loss: float | None
-    include_endpoints: bool
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("camera")
 class CameraSettings(Settings):
-    jpeg_qualities: list
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("dataset")
 class DatasetSettings(Settings):
-    source: str
-    url: str | None
-    sha256: str | None
-    variant: str
-    task: str
-    path: str | None
-    val_from_train: float
-    split: dict
+    pass
 
 
-@dataclass(frozen=True)
+@from_schema("downloads")
 class DownloadSettings(Settings):
-    timeout_s: float
-    retries: int
-    retry_budget_s: float
-    max_member_mb: float
-    max_unpacked_mb: float
-    max_ratio: float
+    pass
 
 
 SECTIONS: dict[str, type[Settings]] = {

@@ -79,13 +79,3 @@ def write_manifest(samples: list[Sample], path) -> None:
         schema=arrow_schema(),
     )
     pq.write_table(table, Path(path))
-
-
-def read_manifest(path):
-    """The manifest as a pyarrow Table, checked against the schema."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(Path(path))
-    if not table.schema.equals(arrow_schema(), check_metadata=False):
-        raise ValueError(f"{path}: schema {table.schema} differs from the manifest schema")
-    return table

@@ -9,16 +9,16 @@ flatten) as one ATen graph without Python control flow, it keeps the batch dimen
 (``Dim``), and the same ``.pt2`` is the input of AOTInductor when a device wants a compiled
 shared library. Loading needs only ``torch``: ``torch.export.load(path).module()(x)``.
 
-What crosses the cut is exactly what :mod:`isplit.serve` sends:
+What crosses the cut is exactly what :mod:`isplit.deploy.wire` sends:
 
 * no quantisation: the encoder output (or the raw activation for a split without bottleneck),
   float32, ``(B, *code_shape)``;
-* ``quant_bits`` = b (1..8): the 8-bit quantiser of :class:`isplit.split.Quantize` applied on
+* ``quant_bits`` = b (1..8): the 8-bit quantiser of :class:`isplit.nets.split.Quantize` applied on
   the device — per image ``offset = min``, ``scale = max(max − min, 1e-12) / (2^b − 1)``,
   ``q = clamp(round((z − offset) / scale), 0, 2^b − 1)`` as uint8 — and undone on the server as
   ``z = q · scale + offset``. So the device program returns ``(q, scale, offset)`` and the
   server program takes them, instead of the dequantised float tensor the training graph passes
-  along. (Bit packing below 8 bits is a wire matter, done by :mod:`isplit.serve`.)
+  along. (Bit packing below 8 bits is a wire matter, done by :mod:`isplit.deploy.wire`.)
 
 The split model computes ``z + (q·scale + offset − z)`` (straight-through form for training);
 the exported pair computes ``q·scale + offset``: equal up to one float32 rounding, hence
@@ -26,7 +26,7 @@ the exported pair computes ``q·scale + offset``: equal up to one float32 roundi
 
 ``manifest.json`` names the files (with sha256), the input (shape, layout, preprocessing), the
 code (shape, dtype, quantisation, bytes per image), the classes and the split's digest (the
-identity :mod:`isplit.serve`'s hello carries), so the two halves can be matched without isplit.
+identity :mod:`isplit.deploy.wire`'s hello carries), so the halves can be matched without isplit.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ type       direction  body
 1 HELLO    dev → srv  UTF-8 JSON: ``protocol`` and the split's identity — ``model``,
                       ``layer``, ``code_shape``, ``dtype`` (float32 | uint8), ``quant_bits``,
                       ``payload_bytes``, ``num_classes`` and ``digest`` (sha256 of the split's
-                      state dict, :func:`isplit.export.state_digest`).
+                      state dict, :func:`isplit.deploy.export.state_digest`).
 2 ACCEPT   srv → dev  UTF-8 JSON: the server's identity (equal to the device's).
 3 REFUSE   srv → dev  UTF-8 JSON ``{"error": ...}`` naming every field that differs; the server
                       then closes. A pair built from different splits (another layer, code
@@ -120,7 +120,7 @@ class Half:
 
 def load_half(path: str | Path, side: str) -> Half:
     """The ``side`` ("device" or "server") of a split: from a ``model.pt`` written by
-    :mod:`isplit.retrain`, or from an export directory (``manifest.json`` + ``.pt2``)."""
+    :mod:`isplit.train.retrain`, or from an export directory (``manifest.json`` + ``.pt2``)."""
     if side not in ("device", "server"):
         raise ValueError(f"side must be 'device' or 'server', got {side!r}")
     path = Path(path)

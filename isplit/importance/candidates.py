@@ -10,11 +10,11 @@ Rules (docs/methods.md; each decided here and tested in ``tests/unit/test_candid
   curve is always a local maximum (the public code never reports an end, which hides a rising
   end; ``exclude_last`` drops the trivial "all on device" end when wanted, ``ends: false``
   restores the public code's rule). A constant curve has no local maximum; NaN is never one
-  and blocks its neighbours (a curve from :mod:`isplit.cui` has no NaN).
+  and blocks its neighbours (a curve from :mod:`isplit.importance.cui` has no NaN).
   The public code's ``np.diff(np.sign(np.diff(v))) < 0`` differs: it reports a plateau at
   both ends and a rising shelf (1, 2, 2, 3) as a maximum.
 * **No input point.** The public code prepends an input point equal to the first layer
-  (:mod:`isplit.cui`, ``layer_index = -1``), and its rule then flags the first layer as a
+  (:mod:`isplit.importance.cui`, ``layer_index = -1``), and its rule then flags the first layer as a
   maximum whenever the second is lower: a flat segment followed by a drop (docs/methods.md §3.1).
   Rows with ``layer_index < 0`` are dropped before anything is selected, so the input point
   never changes a result: the first layer is judged against its one real neighbour only. It
@@ -136,8 +136,8 @@ def select(
 ) -> pd.DataFrame:
     """Every probe point with its flags (the ``candidates_all.tsv`` table).
 
-    ``curve`` is :func:`isplit.cui.curve`'s table; ``sizes`` maps module name → float32 bytes
-    of one image's activation; ``input_size`` is the input image's bytes.
+    ``curve`` is :func:`isplit.importance.cui.curve`'s table; ``sizes`` maps module name →
+    float32 bytes of one image's activation; ``input_size`` is the input image's bytes.
     """
     if mode not in MODES:
         raise ValueError(f"candidates.mode {mode!r} is not one of {MODES}")

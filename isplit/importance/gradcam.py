@@ -42,7 +42,7 @@ conv→BN paths, and the gradient through a train-mode BN has zero mean per chan
 the −10 dips of the published ResNet curve (docs/methods.md §1.4). Its probe list, with the VGG
 ``block1_conv2`` quirk, is ``models.probe_points(model, "public-code")``; its predicted-class
 target is ``target="pred"`` (:func:`run` picks it when the config leaves ``target`` unset); and
-its duplicated input point belongs to the curve (:mod:`isplit.cui`), not to the extraction.
+its duplicated input point belongs to the curve (:mod:`isplit.importance.cui`), not here.
 
 The stage that writes these values to Parquet is :mod:`isplit.importance.stage`.
 """

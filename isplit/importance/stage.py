@@ -34,7 +34,7 @@ mean_alpha_act  float64  mean over the images of mean_{h,w}(α_c · A_c) = α_c 
 
 Both files carry the run's settings as JSON under the Parquet key-value metadata key
 ``isplit`` (model, classes, input, variant, target, channel_reduce, split, probe points with
-their labels): :mod:`isplit.cui` reads the variant and class names from there. Both are written
+their labels): :mod:`isplit.importance.cui` reads variant and class names there. Both are written
 to temporary files with :class:`pyarrow.parquet.ParquetWriter` while batches stream (samples in
 row groups of ``row_group_rows`` rows, so memory does not grow with the number of images) and
 renamed into place only when complete.

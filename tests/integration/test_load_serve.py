@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_load_test_serves_every_well_behaved_device():
-    cmd = [sys.executable, str(ROOT / "scripts/load_test_serve.py"), "--quick", "--timeout", "20"]
+    cmd = [sys.executable, "-m", "scripts.load_test_serve", "--quick", "--timeout", "20"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,5 +1,6 @@
-"""Reruns follow the code: editing any package module reruns exactly the rules whose command
-can execute it, on a finished config/tiny.yaml run.
+"""Reruns follow the code: changing what any package module executes reruns exactly the rules
+whose command can execute it, on a finished config/tiny.yaml run; editing only its docstrings
+or comments reruns nothing.
 
 The expected rules come from the import graph (isplit.cli.provenance); that graph is held
 against what each job really imported (the tiny run is made with PYTHONPROFILEIMPORTTIME, so
@@ -9,6 +10,7 @@ that reruns nothing.
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -92,12 +94,18 @@ def _scratch_repo(dest: Path) -> Path:
     return dest
 
 
-def _rerun_after_editing(repo: Path, work: Path, module: Path):
+#: a statement, so the module's syntax tree (what the code hash reads) changes
+CODE_EDIT = b"\n_EDITED_BY_TEST_RERUN_MODULES = 1\n"
+
+
+def _rerun_after_editing(repo: Path, work: Path, module: Path, edit=lambda b: b + CODE_EDIT):
     """(rules planned because their code param changed, rules planned only because an
-    upstream job reruns, dry-run output) after appending a comment to ``module`` of the
-    scratch ``repo``; the edit is undone."""
+    upstream job reruns, dry-run output) after ``edit`` (bytes -> bytes; by default: append
+    a statement) of ``module`` of the scratch ``repo``; the edit is undone."""
     original = module.read_bytes()
-    module.write_bytes(original + b"\n# edited by test_rerun_modules\n")
+    edited = edit(original)
+    assert edited != original
+    module.write_bytes(edited)
     try:
         r = snakemake(
             "-n", "--nolock", "--configfile", str(TINY), "--directory", str(work),
@@ -161,6 +169,50 @@ def test_editing_each_module_reruns_exactly_its_rules(tiny_run, tmp_path):
                 seen_rules |= expected
     # every rule is reached by some module edit, and some module reruns nothing
     assert seen_rules == set(commands)
+
+
+GRADCAM = Path("isplit/importance/gradcam.py")
+
+
+def _edit_docstring(source: bytes) -> bytes:
+    """The module docstring's first line with a word added (what a typo fix does)."""
+    text = source.decode()
+    first = ast.get_docstring(ast.parse(text)).splitlines()[0]
+    assert first in text
+    return text.replace(first, first.rstrip(".") + " (edited).", 1).encode()
+
+
+def _edit_constant(source: bytes) -> bytes:
+    """The first literal assigned to a module-level UPPER_CASE name, changed."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and all(
+            isinstance(t, ast.Name) and t.id.isupper() for t in node.targets
+        ):
+            for lit in ast.walk(node.value):
+                if isinstance(lit, ast.Constant) and isinstance(lit.value, str | int | float):
+                    value = lit.value + ("x" if isinstance(lit.value, str) else 1)
+                    lines = source.splitlines(keepends=True)
+                    line = lines[lit.lineno - 1]  # offsets count UTF-8 bytes
+                    start, end = lit.col_offset, lit.end_col_offset
+                    lines[lit.lineno - 1] = line[:start] + repr(value).encode() + line[end:]
+                    return b"".join(lines)
+    raise AssertionError("no module-level constant to edit")
+
+
+def test_a_docstring_edit_reruns_nothing_and_a_constant_edit_reruns_importance(tiny_run, tmp_path):
+    """Editing only gradcam.py's docstring plans no job; changing one of its constants plans
+    the importance jobs (and nothing whose command cannot execute gradcam.py)."""
+    work, _ = tiny_run
+    repo = _scratch_repo(tmp_path / "repo")
+    changed, downstream, out = _rerun_after_editing(repo, work, repo / GRADCAM, _edit_docstring)
+    assert not changed | downstream, f"a docstring edit planned jobs:\n{out}"
+    assert "Nothing to be done" in out, out
+    changed, downstream, out = _rerun_after_editing(repo, work, repo / GRADCAM, _edit_constant)
+    name = ".".join(GRADCAM.with_suffix("").parts)
+    expected = {r for r, c in rule_commands().items() if name in provenance.command_modules(c)}
+    assert "importance" in changed, out
+    assert changed <= expected, out
+    assert any(rule == "importance" for rule, _, _ in planned(out)), out
 
 
 @pytest.mark.parametrize("name", ["devices.csv"])

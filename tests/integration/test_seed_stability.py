@@ -1,4 +1,4 @@
-"""Issue 11: the recommendation at 5 % loss must not depend on the simulation seed — on the
+"""The recommendation at 5 % loss does not depend on the simulation seed — on the
 default config's four links, both protocols, with MobileNetV2-at-32-px-like candidates (one to a
 few packets per frame: the p95 knife edge). About a minute."""
 

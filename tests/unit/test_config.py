@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torchvision
@@ -16,6 +17,29 @@ def test_settings_fields_are_the_schema_keys(section):
     props = config._section_schema(section)["properties"]
     fields = {f.name for f in dataclasses.fields(config.SECTIONS[section])}
     assert fields == set(props), fields ^ set(props)
+
+
+def test_settings_fields_are_typed_from_the_schema():
+    fields = {f.name: f.type for f in dataclasses.fields(config.DatasetSettings)}
+    assert fields["source"] == "str"  # required
+    assert fields["url"] == "str | None"  # optional, no default: None when absent
+    retrain = {f.name: f.type for f in dataclasses.fields(config.RetrainSettings)}
+    assert retrain["quant_bits"] == "int | None" and retrain["seeds"] == "list"
+    assert retrain["ratio"] == "float" and retrain["stages"] == "int"
+
+
+def test_the_training_loop_reads_keys_both_training_sections_have():
+    """TrainSettings is what fine-tuning and retraining share: every ``cfg.<key>`` the loop
+    reads is a key of both sections."""
+    import re
+
+    from isplit.train import loop
+
+    read = set(re.findall(r"\bcfg\.(\w+)", Path(loop.__file__).read_text()))
+    assert {"epochs", "lr", "optimizer"} <= read
+    for section in ("finetune", "retrain"):
+        keys = set(config._section_schema(section)["properties"])
+        assert read <= keys, (section, read - keys)
 
 
 def test_defaults_come_from_the_schema_only():

@@ -1,4 +1,4 @@
-"""isplit.cui: the curve over all images and per class, the input point, the file."""
+"""isplit.importance.cui: the curve over all images and per class, the input point, the file."""
 
 from __future__ import annotations
 

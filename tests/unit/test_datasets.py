@@ -1,4 +1,4 @@
-"""isplit.datasets end to end: small archives in each source's real layout, built here, served
+"""isplit.data end to end: small archives in each source's real layout, built here, served
 over loopback HTTP, downloaded and prepared; plus the split helper and failure modes."""
 
 from __future__ import annotations
@@ -636,7 +636,7 @@ def prepare_measured(archive: Path, out: Path, limits=None) -> dict:
 
 
 def test_tar_bomb_is_refused_in_bounded_memory(tmp_path):
-    """Issue 12, item 6: 1 MB of tar.gz holding a 1 GiB member (it took 3 GB of RAM when
+    """1 MB of tar.gz holding a 1 GiB member (it took 3 GB of RAM when
     members were read whole) is refused at its header, before a byte of it is unpacked."""
     archive = bomb_tar_gz(tmp_path / "bomb.tar.gz", 1 << 30, few_letters())
     assert archive.stat().st_size < 2_000_000
@@ -740,7 +740,7 @@ def staging_folders(out: Path) -> list[str]:
 
 
 def test_killed_prepare_leaves_no_staging_folder_behind(tmp_path):
-    """Issue 12, item 7: a prepare killed with SIGKILL leaves its staging folder; the next
+    """A prepare killed with SIGKILL leaves its staging folder; the next
     prepare of the same dataset removes it (its owner is gone)."""
     import signal
 

@@ -292,7 +292,7 @@ PORTAL = b"<!DOCTYPE html><html><body>Please log in to the hotel Wi-Fi</body></h
 
 
 def test_html_page_is_never_saved_nor_recorded(server, tmp_path):
-    """Issue 12, item 3: a captive portal's page, served 200 text/html, is refused before its
+    """A captive portal's page, served 200 text/html, is refused before its
     body is saved; the dataset download records no hash for it."""
     from isplit.data.sources import download as download_dataset
 
@@ -335,7 +335,7 @@ def test_checksum_error_names_the_config_key(server, tmp_path):
 
 
 def test_partial_file_of_another_url_is_not_resumed(server, tmp_path):
-    """Issue 12, item 4: a .part left by URL A (the config changed since) is discarded: the
+    """A .part left by URL A (the config changed since) is discarded: the
     download of URL B starts from zero instead of gluing half of each file."""
     other = os.urandom(len(DATA))
     url_a, url_b = server.add("/a.bin", other), server.add("/b.bin", DATA)
@@ -361,7 +361,7 @@ def test_partial_file_of_an_older_version_restarts(server, tmp_path):
 
 
 def test_outage_is_waited_out_with_exponential_backoff(server, tmp_path):
-    """Issue 12, item 5: half the file, then 3.5 s of 503s: with the default retries the
+    """Half the file, then 3.5 s of 503s: with the default retries the
     download waits the outage out (1, 2, 4 s) and resumes the partial file."""
     url = server.add("/f.bin", DATA, mode="outage", outage_s=3.5)
     dest = tmp_path / "f.bin"

@@ -1,4 +1,4 @@
-"""The packet-level simulator against closed forms and the behaviour the issue asks for (the
+"""The packet-level simulator against closed forms and its loss-recovery behaviour (the
 Linux TCP model's recovery mechanisms one by one: tests/unit/test_tcp_linux.py)."""
 
 import math

@@ -163,9 +163,10 @@ def test_run_writes_tables_and_summary(tmp_path):
     )
     md = (tmp_path / "summary.md").read_text()
     assert "balanced accuracy" in md and "| CUI, channel mean (I-SPLIT) |" in md
-    # three splits leave nothing for the partial statistic: the criterion cannot hold
-    assert q["partial_cui_given_size_depth"]["value"] is None
-    assert "it **does not hold** here" in md
+    # three splits leave nothing for the partial statistic: the criterion cannot hold, and
+    # the verdict the summary states is the one quality.json computed
+    assert q["partial_cui_given_size_depth"]["value"] is None and not q["cui_adds_to_size"]
+    assert "it **does not hold** here" in md and "it **holds** here" not in md
 
 
 def test_unknown_split_is_refused():

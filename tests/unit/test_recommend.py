@@ -215,7 +215,7 @@ def test_unknown_qos_key(files):
         files(cfg={"max_latency": 1})
 
 
-# --------------------------------------------------------------------------- issue 11
+# --------------------------------------------------------------------- seed stability
 
 
 def test_chosen_on_validation_with_interval_ties(files):
@@ -264,7 +264,7 @@ def test_the_device_profile_memory_limit_applies(files):
 
 
 def test_recommendation_at_five_percent_loss_is_the_same_for_five_seeds(tmp_path):
-    """Issue 11: at 5 % loss the answer must not depend on the simulation seed. One-packet
+    """At 5 % loss the answer does not depend on the simulation seed. One-packet
     splits sit on the p95 knife edge there (P(frame needs a retransmission) = p = 5 %)."""
     splits = splits_table()
     splits["bytes"] = [4000, 1000, 600, 900]  # 4, 1, 1 and 1 packets

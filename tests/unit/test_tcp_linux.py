@@ -141,7 +141,7 @@ def test_loss_model_validation_and_config():
 
 
 def test_p95_at_five_percent_loss_does_not_depend_on_the_seed():
-    # one-packet frames at p = 5 %: the knife edge of the issue (a plain sample p95 flips
+    # one-packet frames at p = 5 %: the p95 knife edge (a plain sample p95 flips
     # between ~6 ms and ~220 ms from seed to seed); the stratified one does not move
     link = ns.Link(1e9, 100e-6, 0.05)
     for tcp in ("linux", "sei"):

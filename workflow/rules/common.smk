@@ -242,6 +242,53 @@ def latency_tables(wildcards):
     return [s["table"] for s in (lat["device"], lat["server"]) if s.get("table")]
 
 
+# ----------------------------------------------------------------------------- report
+
+#: The figures of an experiment, keyed by the drawing rule; for each, the report section they go
+#: to, and each figure's stem and label. A figure is ``<stem>.png`` (in the report, captioned
+#: by workflow/report/<stem>.rst) and ``<stem>.pdf``, under results/<exp>/figures/.
+FIGURES = {
+    "plot_cui": (
+        "1. importance",
+        {"cui_curve": "CUI curve", "cui_per_class": "CUI per class"},
+    ),
+    "plot_splits": (
+        "2. splits",
+        {
+            "accuracy_by_split": "accuracy per split",
+            "cui_vs_accuracy": "CUI vs accuracy",
+            "accuracy_vs_bytes": "accuracy vs bytes",
+            "per_class_accuracy": "per-class accuracy",
+            "predictors": "predictors of accuracy",
+        },
+    ),
+    "plot_latency": ("3. latency", {"latency_accuracy": "latency vs accuracy"}),
+}
+
+
+def in_report(path, caption, subcategory, labels):
+    """``path`` as an entry of the experiment's section of the HTML report."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="{exp}",
+        subcategory=subcategory,
+        labels={"experiment": "{exp}", **labels},
+    )
+
+
+def figure_outputs(rule):
+    """The named outputs of a figure rule: ``<stem>`` (the PNG, in the report) and
+    ``<stem>_pdf`` of each figure :data:`FIGURES` gives it."""
+    subcategory, figures = FIGURES[rule]
+    out = {}
+    for stem, label in figures.items():
+        png = f"results/{{exp}}/figures/{stem}.png"
+        out[stem] = in_report(png, stem, subcategory, {"figure": label})
+        out[f"{stem}_pdf"] = f"results/{{exp}}/figures/{stem}.pdf"
+    return out
+
+
 def final_targets():
     targets = []
     for exp in EXPERIMENTS:

@@ -3,22 +3,7 @@ rule plot_cui:
         curve="results/{exp}/cui/curve.parquet",
         candidates="results/{exp}/candidates_all.tsv",
     output:
-        report(
-            "results/{exp}/figures/cui_curve.png",
-            caption="../report/cui_curve.rst",
-            category="{exp}",
-            subcategory="1. importance",
-            labels={"experiment": "{exp}", "figure": "CUI curve"},
-        ),
-        "results/{exp}/figures/cui_curve.pdf",
-        report(
-            "results/{exp}/figures/cui_per_class.png",
-            caption="../report/cui_per_class.rst",
-            category="{exp}",
-            subcategory="1. importance",
-            labels={"experiment": "{exp}", "figure": "CUI per class"},
-        ),
-        "results/{exp}/figures/cui_per_class.pdf",
+        **figure_outputs("plot_cui"),
     log:
         "logs/plot_cui/{exp}.log",
     conda:
@@ -42,46 +27,7 @@ rule plot_splits:
         quality="results/{exp}/quality.json",
         camera="results/{exp}/camera/camera.parquet",
     output:
-        report(
-            "results/{exp}/figures/accuracy_by_split.png",
-            caption="../report/accuracy_by_split.rst",
-            category="{exp}",
-            subcategory="2. splits",
-            labels={"experiment": "{exp}", "figure": "accuracy per split"},
-        ),
-        "results/{exp}/figures/accuracy_by_split.pdf",
-        report(
-            "results/{exp}/figures/cui_vs_accuracy.png",
-            caption="../report/cui_vs_accuracy.rst",
-            category="{exp}",
-            subcategory="2. splits",
-            labels={"experiment": "{exp}", "figure": "CUI vs accuracy"},
-        ),
-        "results/{exp}/figures/cui_vs_accuracy.pdf",
-        report(
-            "results/{exp}/figures/accuracy_vs_bytes.png",
-            caption="../report/accuracy_vs_bytes.rst",
-            category="{exp}",
-            subcategory="2. splits",
-            labels={"experiment": "{exp}", "figure": "accuracy vs bytes"},
-        ),
-        "results/{exp}/figures/accuracy_vs_bytes.pdf",
-        report(
-            "results/{exp}/figures/per_class_accuracy.png",
-            caption="../report/per_class_accuracy.rst",
-            category="{exp}",
-            subcategory="2. splits",
-            labels={"experiment": "{exp}", "figure": "per-class accuracy"},
-        ),
-        "results/{exp}/figures/per_class_accuracy.pdf",
-        report(
-            "results/{exp}/figures/predictors.png",
-            caption="../report/predictors.rst",
-            category="{exp}",
-            subcategory="2. splits",
-            labels={"experiment": "{exp}", "figure": "predictors of accuracy"},
-        ),
-        "results/{exp}/figures/predictors.pdf",
+        **figure_outputs("plot_splits"),
     log:
         "logs/plot_splits/{exp}.log",
     conda:
@@ -104,14 +50,7 @@ rule plot_latency:
         recommendation="results/{exp}/recommendation.json",
         splits="results/{exp}/splits.parquet",
     output:
-        report(
-            "results/{exp}/figures/latency_accuracy.png",
-            caption="../report/latency_accuracy.rst",
-            category="{exp}",
-            subcategory="3. latency",
-            labels={"experiment": "{exp}", "figure": "latency vs accuracy"},
-        ),
-        "results/{exp}/figures/latency_accuracy.pdf",
+        **figure_outputs("plot_latency"),
     log:
         "logs/plot_latency/{exp}.log",
     conda:
@@ -138,12 +77,8 @@ rule summary:
         baseline="results/{exp}/baseline.json",
         camera="results/{exp}/camera/camera.parquet",
     output:
-        report(
-            "results/{exp}/summary.md",
-            caption="../report/summary.rst",
-            category="{exp}",
-            subcategory="0. summary",
-            labels={"experiment": "{exp}", "table": "summary"},
+        in_report(
+            "results/{exp}/summary.md", "summary", "0. summary", {"table": "summary"}
         ),
     log:
         "logs/summary/{exp}.log",
