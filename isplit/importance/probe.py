@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -147,6 +148,10 @@ def run(
     values = int(code_bytes) - QUANT_HEADER_BYTES
     val_ids = val.frame["sample_id"].astype(str).to_numpy()
     rows, outcomes = [], []
+    # the fits are small (hundreds of images): extra threads only wait on each other, and on a
+    # shared machine a waiting thread spins
+    torch.set_num_threads(1)
+    limits = threadpool_limits(1)
     for i, (p, xt, xv) in enumerate(zip(points, x_train, x_val, strict=True)):
         preds = {
             "probe": _linear_probe(xt, y_train, xv, k),
@@ -187,6 +192,7 @@ def run(
             file=log,
             flush=True,
         )
+    limits.unregister()
     table = pd.DataFrame(rows)
     write_table(table, out_path)
     write_table(pd.concat(outcomes, ignore_index=True), outcomes_path)
