@@ -77,7 +77,9 @@ def outcomes(
 ) -> dict[str, Correctness]:
     """Per validation-scored predictor, its correctness on every split's validation images
     (splits × 1 × images), aligned with the retrained splits' validation images ``val_ids``.
-    A split without outcomes is NaN (its predictor value stays fixed)."""
+    A split without outcomes is NaN (its predictor value stays fixed). A predictor scored on
+    other validation images than the splits (e.g. ``importance.max_images`` smaller than the
+    retraining's ``eval_subset``) is left out: its value stays fixed in every replicate."""
     if probe_outcomes is None:
         return {}
     out = {}
@@ -89,12 +91,9 @@ def outcomes(
             if rows.empty:
                 continue
             rows = rows.set_index("sample_id")
-            missing = val_ids.difference(rows.index)
-            if len(missing):
-                raise ValueError(
-                    f"predictor {name} at {layer} was scored on other validation images than "
-                    f"the splits (e.g. {list(missing[:3])})"
-                )
+            if len(val_ids.difference(rows.index)):
+                labels = None
+                break
             rows = rows.loc[val_ids]
             correct[i, 0] = (rows["pred"].to_numpy() == rows["label"].to_numpy()).astype(float)
             labels = rows["label"].to_numpy(np.int64)

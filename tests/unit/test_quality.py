@@ -212,3 +212,20 @@ def test_quality_reports_methods_paired_differences_and_whole_procedure_regret()
     # the validation winner is uncertain between the late splits: the interval is not [0, 0]
     assert regret["ci"][0] < regret["ci"][1] and 0 < q["measured_best"]["chosen_share"] < 1
     assert len(q["tables"]["test_accuracy"]) == n
+
+
+def test_probe_outcomes_on_other_images_are_not_rescored():
+    """Validation-scored predictors are rescored per replicate only when they saw the splits'
+    validation images; on other images their value stays fixed (no error)."""
+    import pandas as pd
+
+    from isplit.evaluation import predictors
+
+    ids = pd.Index(["v0", "v1", "v2"])
+    same = pd.DataFrame({"layer": "l0", "predictor": "knn", "sample_id": ["v2", "v0", "v1"],
+                         "label": [1, 0, 1], "pred": [1, 1, 1]})  # fmt: skip
+    out = predictors.outcomes(same, ["l0", "l1"], ids, 2)
+    assert out["knn"].correct[0, 0].tolist() == [0.0, 1.0, 1.0]  # in the splits' order
+    assert np.isnan(out["knn"].correct[1]).all()  # no outcomes for l1: fixed value
+    other = same.assign(sample_id=["v0", "v1", "v9"])
+    assert predictors.outcomes(other, ["l0"], ids, 2) == {}
