@@ -1,12 +1,12 @@
 """The oracle study's tables (docs/study.md), from the per-pair files committed under docs/study/.
 
-Two steps:
+Three commands: ``targets`` prints what Snakemake has to make for the study, and
 
-* ``collect``: copy what each finished experiment of a ``config/validate.yaml`` run measured
+* ``collect`` copies what each finished experiment of a ``config/validate.yaml`` run measured
   into ``docs/study/<experiment>/`` (``quality.json``, ``splits.csv``, ``probe.csv``, the
   experiment's config, and ``provenance.json``: the commit, the machine and the jobs' run
   times from Snakemake's benchmarks), so the tables can be rebuilt without the run.
-* ``tables``: print the markdown tables from those files: per pair, how each zero-retraining
+* ``tables`` prints the markdown tables from those files: per pair, how each zero-retraining
   predictor ranked the retrained splits and what choosing by it cost; CUI beyond size and depth
   (the criterion stated in config/validate.yaml before the run); the pooled estimate across
   pairs (isplit.evaluation.association.pooled); and how the answer moved with the fine-tuning
@@ -224,12 +224,18 @@ def main(argv=None) -> None:
     c.add_argument("--workdir", type=Path, default=Path("."))
     c.add_argument("--config", type=Path, default=Path("config/validate.yaml"))
     c.add_argument("--out", type=Path, default=Path("docs/study"))
+    g = sub.add_parser("targets", help="print the quality.json of every study experiment")
+    g.add_argument("--config", type=Path, default=Path("config/validate.yaml"))
     t = sub.add_parser("tables", help="print the study's markdown tables")
     t.add_argument("--study", type=Path, default=Path("docs/study"))
     t.add_argument("--pairs", nargs="+", default=None, help="default: every non -ft experiment")
     a = ap.parse_args(argv)
     if a.command == "collect":
         collect(a.workdir, a.out, a.config, a.experiments)
+        return
+    if a.command == "targets":
+        exps = yaml.safe_load(a.config.read_text())["experiments"]
+        print(" ".join(f"results/{e}/quality.json" for e in exps))
         return
     qualities = load(a.study)
     pairs = a.pairs or [e for e in qualities if "-ft" not in e]

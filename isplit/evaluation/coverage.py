@@ -166,7 +166,9 @@ def coverage(
             reps = association.measured(a, m, boot)
             for method in methods:
                 if method == "inversion":
-                    iv = association.interval(a, m, acc, sigma, level=level, seed=len(sc.estimates))
+                    iv = association.interval(
+                        a, m, acc, sigma, level=level, n_sim=500, seed=len(sc.estimates)
+                    )
                 else:
                     iv = interval_from(est, reps, method, level, bounds=(-1, 1))
                 sc.intervals.setdefault(method, []).append(iv)
@@ -224,7 +226,9 @@ def pooled_coverage(
                     c = outcomes(p, design, y, rng)
                     acc = resample.point(c, "balanced_accuracy")
                     sigma = resample.noise_covariance(c, "balanced_accuracy")
-                    curves.append(association.curve(a, m, acc, sigma, seed=r * n_pairs + i))
+                    curves.append(
+                        association.curve(a, m, acc, sigma, n_sim=500, seed=r * n_pairs + i)
+                    )
                 _, (lo, hi) = association.pooled(curves, level)
                 truth = float(np.mean([tr for *_, tr in pairs]))
                 hits.append(lo <= truth <= hi)
@@ -268,7 +272,7 @@ def difference_coverage(
         acc = resample.point(c, "balanced_accuracy")
         sigma = resample.noise_covariance(c, "balanced_accuracy")
         for *_, a, _, ivs in cases:
-            ivs.append(association.interval(a, m, acc, sigma, level=level, seed=r))
+            ivs.append(association.interval(a, m, acc, sigma, level=level, n_sim=500, seed=r))
     rows = []
     for t1, t2, _, truth, ivs in cases:
         iv = np.array(ivs)
