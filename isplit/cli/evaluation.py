@@ -27,6 +27,7 @@ from isplit.cli.options import EXISTING, PATH
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--splits-out", type=PATH, required=True)
 @click.option("--quality-out", type=PATH, required=True)
+@click.option("--outcomes-out", type=PATH, default=None, help="validation predictions, per option")
 @click.argument("metrics", nargs=-1, type=EXISTING)
 def gather_splits(
     candidates_path,
@@ -40,6 +41,7 @@ def gather_splits(
     seed,
     splits_out,
     quality_out,
+    outcomes_out,
     metrics,
 ):
     """Gather the retraining jobs' METRICS (each beside its predictions.parquet) →
@@ -59,6 +61,7 @@ def gather_splits(
         seed=seed,
         splits_out=splits_out,
         quality_out=quality_out,
+        outcomes_out=outcomes_out,
     )
     click.echo(json.dumps({k: v["rho"] for k, v in q["predictors"].items()}))
 

@@ -56,6 +56,8 @@ METHODS = {
     "regret": "percentile bootstrap of the whole procedure: validation images, test images and "
     "seeds resampled together, the measured best re-chosen on each replicate's validation set",
 }
+#: the fine-tuned model's name in ``outcomes.parquet`` (LC and RC without a camera table)
+FINETUNED = "finetuned"
 #: CUI itself, and what "best other predictor" is chosen from
 CUI = "cui_mean"
 OTHERS = ("size", "depth", "probe", "knn", "logme", "code")
@@ -286,6 +288,20 @@ def per_class(g: Gathered, st: Study) -> list[dict]:
     return out
 
 
+def validation_outcomes(runs, finetune_predictions: pd.DataFrame) -> pd.DataFrame:
+    """Every validation image's prediction by every split (per seed) and by the fine-tuned
+    model (``layer`` = ``finetuned``, seed 0): what the recommendation's paired tie test
+    compares options on (``outcomes.parquet``: layer, seed, sample_id, label, pred)."""
+    cols = ["layer", "seed", "sample_id", "label", "pred"]
+    parts = [
+        r.predictions.loc[r.predictions["split"] == "val"].assign(layer=r.metrics["layer"])[cols]
+        for r in runs
+    ]
+    ft = finetune_predictions[finetune_predictions["split"] == "val"]
+    parts.append(ft.assign(layer=FINETUNED, seed=0)[cols])
+    return pd.concat(parts, ignore_index=True)
+
+
 def run(
     *,
     candidates_path: str | Path,
@@ -300,6 +316,7 @@ def run(
     seed: int = 0,
     splits_out: str | Path,
     quality_out: str | Path,
+    outcomes_out: str | Path | None = None,
 ) -> dict:
     """Retraining jobs' files → ``splits.parquet`` and ``quality.json``. The fine-tuned
     model's ``predictions.parquet`` sits beside its ``metrics.json``; ``curve_path`` adds each
@@ -326,4 +343,6 @@ def run(
     q = quality(g, metric, probe=probe, probe_outcomes=outcomes, n_boot=n_boot, seed=seed)
     write_table(g.splits, splits_out)
     write_json(quality_out, q, allow_nan=False)
+    if outcomes_out is not None:
+        write_table(validation_outcomes(read_runs(metrics_paths), ft_pred), outcomes_out)
     return q

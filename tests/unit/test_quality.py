@@ -148,7 +148,14 @@ def test_run_writes_tables_and_summary(tmp_path):
         n_boot=100,
         splits_out=tmp_path / "s.parquet",
         quality_out=tmp_path / "q.json",
+        outcomes_out=tmp_path / "o.parquet",
     )
+    outcomes = pd.read_parquet(tmp_path / "o.parquet")
+    # every split's two seeds and the fine-tuned model, on the N validation images each
+    assert outcomes.groupby(["layer", "seed"]).size().to_dict() == {
+        **{(f"l{i}", s): N for i in range(3) for s in (0, 1)},
+        ("finetuned", 0): N,
+    }
     assert json.loads((tmp_path / "q.json").read_text())["metric"] == "balanced_accuracy"
     splits = pd.read_parquet(tmp_path / "s.parquet")
     assert {"balanced_accuracy_lo", "val_top1_hi", "acc:a", "n_seeds"} <= set(splits.columns)

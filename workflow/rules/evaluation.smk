@@ -10,6 +10,7 @@ rule gather_splits:
     output:
         splits="results/{exp}/splits.parquet",
         quality="results/{exp}/quality.json",
+        outcomes="results/{exp}/outcomes.parquet",
     log:
         "logs/gather_splits/{exp}.log",
     benchmark:
@@ -30,7 +31,8 @@ rule gather_splits:
         " --curve {input.curve:q} --finetune-metrics {input.finetune:q} {params.probe}"
         " --metric {params.metric} --seeds {params.seeds} --seed {params.seed}"
         " --splits-out {output.splits:q}"
-        " --quality-out {output.quality:q} {input.metrics:q} > {log:q} 2>&1"
+        " --quality-out {output.quality:q} --outcomes-out {output.outcomes:q}"
+        " {input.metrics:q} > {log:q} 2>&1"
 
 
 rule simple_baseline:
