@@ -29,10 +29,11 @@ class Option:
     delivered: float = 1.0
 
 
-def differences(options: list[Option], best: int, metric: str, *, n_boot: int = 2000,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def differences(options: list[Option], best: int, metric: str, *, classes=None,
+                n_boot: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``best − option`` for every option: the measured difference (delivered accuracies) and
-    its replicates (n_boot × options), images shared, seeds drawn per option."""
+    its replicates (n_boot × options), images shared, seeds drawn per option. ``metric``
+    ``recall`` with ``classes``: the mean recall of those classes."""
     labels = options[best].outcomes.labels
     for o in options:
         if not np.array_equal(o.outcomes.labels, labels):
@@ -43,17 +44,18 @@ def differences(options: list[Option], best: int, metric: str, *, n_boot: int = 
     for o in options:
         s = o.outcomes.correct.shape[1]
         seeds = rng.multinomial(s, np.full(s, 1 / s), size=n_boot).astype(float)
-        point.append(resample.point(o.outcomes, metric)[0] * o.delivered)
-        boot.append(resample.metric_rows(o.outcomes, images, seeds, metric)[:, 0] * o.delivered)
+        point.append(resample.point(o.outcomes, metric, classes)[0] * o.delivered)
+        rows = resample.metric_rows(o.outcomes, images, seeds, metric, classes)
+        boot.append(rows[:, 0] * o.delivered)
     point, boot = np.array(point), np.array(boot).T
     return point[best] - point, boot[:, [best]] - boot
 
 
-def equivalent(options: list[Option], best: int, metric: str, margin: float, *,
+def equivalent(options: list[Option], best: int, metric: str, margin: float, *, classes=None,
                n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[dict]:  # fmt: skip
     """For every option: the paired difference ``best − option`` with its interval, and
     whether that interval lies inside ``±margin`` (the best is equivalent to itself)."""
-    point, boot = differences(options, best, metric, n_boot=n_boot, seed=seed)
+    point, boot = differences(options, best, metric, classes=classes, n_boot=n_boot, seed=seed)
     out = []
     for j in range(len(options)):
         if j == best:
