@@ -7,13 +7,20 @@ the logit of the *true* label. For each probe point ``l`` with activation ``A`` 
     M_{h,w}  = ReLU( mean_c α_c · A_{c,h,w} )          (``channel_reduce="sum"``: Σ_c)
     cui[n,l] = mean_{h,w} M_{h,w}
 
+Any other layout is read the same way once its channel axis is known (the probe point's
+``channel_axis``, from the graph): tokens (L×D, a transformer's) have D channels and L positions
+in place of H×W, Swin's H×W×C maps keep C last; a vector (C) has one position
+(docs/methods.md, "Token activations").
+
 Because ``cui`` is a mean of a non-negative map, the CUI curve (mean over images) needs only
 these per-image scalars: no map is ever kept.
 
 How (and why this way)
 ----------------------
-* **One forward and one backward per batch give every layer.** Forward hooks store each probe
-  module's output ``A`` and *return a clone*, so the rest of the network runs on the clone. An
+* **One forward and one backward per batch give every layer.** The model runs as its traced
+  graph with an identity *tap* after each probe point (:func:`isplit.nets.graph.tapped`), so a
+  probe may be any cut point, a functional one too. Forward hooks on the taps store ``A`` and
+  *return a clone*, so the rest of the network runs on the clone. An
   in-place op downstream (VGG's ``ReLU(inplace=True)`` after a probed conv, torchvision's
   reused in-place ReLUs) then modifies the clone, never the stored ``A`` (docs/methods.md
   §1.3: without the clone 16 of VGG16's 31 layers come out wrong). The gradient that reaches
@@ -59,7 +66,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from isplit.nets import models
+from isplit.nets import graph, models
 
 TARGETS = ("label", "pred")
 CHANNEL_REDUCES = ("mean", "sum")
@@ -105,19 +112,15 @@ class _Layer:
 
 
 def resolve_layers(model: nn.Module, layers: Sequence[models.ProbePoint | str]) -> list[_Layer]:
-    """``layers`` as (index, module name, tick label). A ProbePoint keeps its ``index`` (the x
-    of the CUI curve, also for a sub-list); a plain name gets its position and its name as
-    label."""
-    modules = dict(model.named_modules())
+    """``layers`` as (index, cut point name, tick label). A ProbePoint keeps its ``index`` (the
+    x of the CUI curve, also for a sub-list); a plain name gets its position and its name as
+    label. Whether each is a cut point of ``model`` is checked when the graph is tapped."""
     out = []
     for i, p in enumerate(layers):
         if isinstance(p, models.ProbePoint):
-            index, name, label = p.index, p.name, p.label
+            out.append(_Layer(p.index, p.name, p.label))
         else:
-            index, name, label = i, str(p), str(p)
-        if name not in modules:
-            raise ValueError(f"{type(model).__name__} has no module named {name!r}")
-        out.append(_Layer(index, name, label))
+            out.append(_Layer(i, str(p), str(p)))
     if len({la.name for la in out}) != len(out):
         raise ValueError("the same module is probed twice")
     if len({la.index for la in out}) != len(out):
@@ -125,6 +128,19 @@ def resolve_layers(model: nn.Module, layers: Sequence[models.ProbePoint | str]) 
     if not out:
         raise ValueError("no probe layers given")
     return out
+
+
+def tap_model(model: nn.Module, probes: Sequence[_Layer], x: torch.Tensor):
+    """``(graph module, name → tap, name → channel axis)``: ``model``'s graph, traced for
+    inputs shaped like ``x``, with a tap after every probe point (sharing ``model``'s layers)."""
+    try:
+        mg = graph.analyse(model, tuple(x.shape[1:]), models.classifier_head(model)[0])
+    except graph.GraphError as e:
+        raise ValueError(str(e)) from e
+    names = [la.name for la in probes]
+    axes = {n: mg.point(n).channel_axis for n in names}
+    gm, taps = graph.tapped(mg, names)
+    return gm, taps, axes
 
 
 # --------------------------------------------------------------------------- channel sink
@@ -203,12 +219,11 @@ class BatchResult:
 class _Recorder:
     """Forward hooks that keep each probe output and hand a clone to the rest of the net."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[_Layer]):
+    def __init__(self, taps: dict[str, nn.Module], layers: Sequence[_Layer]):
         self.acts: dict[int, torch.Tensor] = {}
         self._handles = []
-        modules = dict(model.named_modules())
         for la in layers:
-            self._handles.append(modules[la.name].register_forward_hook(self._hook(la)))
+            self._handles.append(taps[la.name].register_forward_hook(self._hook(la)))
 
     def _hook(self, la: _Layer):
         def hook(module, inputs, out):
@@ -232,11 +247,19 @@ class _Recorder:
             h.remove()
 
 
-def _reduce_layer(a: torch.Tensor, g: torch.Tensor | None, channel_reduce: str):
-    """Per-image cui (B,), α (B,C) and α·mean_hw(A) (B,C) of one layer."""
+def _reduce_layer(
+    a: torch.Tensor, g: torch.Tensor | None, channel_reduce: str, channel_axis: int = 0
+):
+    """Per-image cui (B,), α (B,C) and α·mean_hw(A) (B,C) of one layer whose channels are
+    on ``channel_axis`` of one image's activation (0: NCHW)."""
     if g is None:  # the logit does not depend on this layer
         g = torch.zeros_like(a)
     a, g = a.detach(), g.detach()
+    if channel_axis % (a.ndim - 1) != 0:  # channels last (tokens): move them to dim 1
+        a, g = (
+            a.movedim(channel_axis % (a.ndim - 1) + 1, 1),
+            g.movedim(channel_axis % (a.ndim - 1) + 1, 1),
+        )
     dims = tuple(range(2, a.ndim))
     alpha = g.mean(dims) if dims else g
     if dims:
@@ -257,6 +280,7 @@ def _one_pass(
     model: nn.Module,
     recorder: _Recorder,
     layers: Sequence[_Layer],
+    axes: dict[str, int],
     x: torch.Tensor,
     y: torch.Tensor,
     target: str,
@@ -279,7 +303,7 @@ def _one_pass(
         del logits, score
         cuis = []
         for la, a, g in zip(layers, acts, grads, strict=True):
-            cui, alpha, alpha_act = _reduce_layer(a, g, channel_reduce)
+            cui, alpha, alpha_act = _reduce_layer(a, g, channel_reduce, axes[la.name])
             cuis.append(cui)
             if stats is not None:
                 stats.add(la.index, y, alpha, alpha_act)
@@ -326,22 +350,27 @@ def iter_batches(
     net.train(public)
     for p, _ in flags:
         p.requires_grad_(False)
-    recorder = _Recorder(net, probes)
+    recorder = None
     try:
         start = 0
         for batch in loader:
             x, y = batch[0], batch[1]
             y = torch.as_tensor(y, dtype=torch.int64)
             x, y = x.to(dev), y.to(dev)
+            if recorder is None:  # the graph is traced for the loader's image size
+                tapped, taps, axes = tap_model(net, probes, x)
+                tapped.train(public)
+                recorder = _Recorder(taps, probes)
             if channel_stats is not None:
                 channel_stats.count_batch(y)
             if public:  # batch size 1: train-mode BatchNorm must see one image at a time
                 try:
                     outs = [
                         _one_pass(
-                            net,
+                            tapped,
                             recorder,
                             probes,
+                            axes,
                             x[i : i + 1],
                             y[i : i + 1],
                             target,
@@ -363,7 +392,7 @@ def iter_batches(
                 cui = torch.cat([o[1] for o in outs])
             else:
                 pred, cui = _one_pass(
-                    net, recorder, probes, x, y, target, channel_reduce, channel_stats
+                    tapped, recorder, probes, axes, x, y, target, channel_reduce, channel_stats
                 )
             b = x.shape[0]
             yield BatchResult(
@@ -374,7 +403,8 @@ def iter_batches(
             )
             start += b
     finally:
-        recorder.remove()
+        if recorder is not None:
+            recorder.remove()
         if not public:
             for p, flag in flags:
                 p.requires_grad_(flag)

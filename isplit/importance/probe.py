@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from isplit.config import settings
 from isplit.data.loader import ManifestDataset, transform_from_config
 from isplit.evaluation.metrics import classification_metrics
+from isplit.importance.gradcam import resolve_layers, tap_model
 from isplit.io.files import write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
@@ -36,27 +37,34 @@ from isplit.nets.runtime import pick_device, set_determinism
 def pooled_features(
     model: nn.Module, points, loader, device
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Spatially averaged activation of every probe point (one array per point, images ×
-    channels) and the labels, in one forward pass per batch."""
-    modules = dict(model.named_modules())
+    """Activation of every probe point averaged over its positions (one array per point,
+    images × channels) and the labels, in one forward pass per batch."""
     feats: dict[int, list] = {i: [] for i in range(len(points))}
-    handles = []
-    for i, p in enumerate(points):
-
-        def hook(module, inputs, out, i=i):
-            feats[i].append((out.mean(dim=(2, 3)) if out.ndim == 4 else out).float().cpu())
-
-        handles.append(modules[p.name].register_forward_hook(hook))
-    labels = []
+    handles, labels, tapped = [], [], None
     model.eval().to(device)
     try:
         for x, y in loader:
-            model(x.to(device))
+            x = x.to(device)
+            if tapped is None:  # traced for the loader's image size
+                tapped, taps, axes = tap_model(model, resolve_layers(model, points), x)
+                for i, p in enumerate(points):
+                    handles.append(
+                        taps[p.name].register_forward_hook(_pool_hook(feats[i], axes[p.name]))
+                    )
+            tapped.eval()(x)
             labels.append(y)
     finally:
         for h in handles:
             h.remove()
     return [torch.cat(feats[i]).numpy() for i in range(len(points))], torch.cat(labels).numpy()
+
+
+def _pool_hook(sink: list, channel_axis: int):
+    def hook(module, inputs, out):
+        a = out.movedim(channel_axis % (out.ndim - 1) + 1, 1) if out.ndim > 2 else out
+        sink.append((a.flatten(2).mean(2) if a.ndim > 2 else a).float().cpu())
+
+    return hook
 
 
 def fit_probe(
@@ -99,7 +107,7 @@ def run(
     dev = pick_device(device)
     model, meta = models.load_model(model_path)
     inp = settings("input", meta["input"])
-    points = models.probe_points(model, c.variant)
+    points = models.probe_points(model, c.variant, inp.image_size)
     plain = transform_from_config(inp)
     train = ManifestDataset(dataset_dir, "train", plain, subset=c.probe_train_images, seed=seed)
     val = ManifestDataset(dataset_dir, c.split, plain, subset=c.max_images, seed=seed)

@@ -1,9 +1,9 @@
 """Cut a classifier after a probe point and put a bottleneck in the cut.
 
-``split_model(model, layer)`` uses :func:`isplit.nets.models.chain`: the head runs the chain up
-to and including ``layer``, the tail runs the rest, so ``tail(head(x)) == model(x)`` exactly and
-the activation crossing the cut is the one I-SPLIT measured at that probe point. Chain steps are
-whole residual blocks, so a cut never falls inside one.
+``split_model(model, layer)`` cuts the model's traced graph at the cut point ``layer``
+(:mod:`isplit.nets.graph`): the head computes everything up to that tensor, the tail the rest
+from it, so ``tail(head(x)) == model(x)`` exactly and the activation crossing the cut is the one
+I-SPLIT measured at that probe point. Cut points lie between residual blocks, never inside one.
 
 Every bottleneck has the same four parts, so profiling, export and the wire protocol cut any
 split the same way (:func:`parts`): ``encoder`` (on the device), an optional ``b``-bit
@@ -12,14 +12,15 @@ the network is the encoder's output, ``code_shape`` per image, sent as float32 o
 integers with a per-image float32 scale and offset (:func:`code_bytes`).
 
 * ``none``: encoder and decoder are identities; the raw activation is sent.
-* ``ae``: the public I-SPLIT code's undercomplete autoencoder (``f = round(C / ratio)``,
-  stride-2 3×3 convolutions with BatchNorm + ReLU, C→f→2f for two stages, mirrored by
-  transposed convolutions with no final activation; docs/methods.md). The public code finds the
-  decoder's padding by trial; here each stage's ``output_padding`` is computed from the
-  encoder's input size (a stride-2, padding-1, kernel-3 conv maps n to ceil(n/2); the
+* ``ae``: for a (C, H, W) activation, the public I-SPLIT code's undercomplete autoencoder (``f =
+  round(C / ratio)``, stride-2 3×3 convolutions with BatchNorm + ReLU, C→f→2f for two stages,
+  mirrored by transposed convolutions with no final activation; docs/methods.md). The public
+  code finds the decoder's padding by trial; here each stage's ``output_padding`` is computed
+  from the encoder's input size (a stride-2, padding-1, kernel-3 conv maps n to ceil(n/2); the
   transposed conv maps m to 2m − 1 + output_padding), so shapes match by construction. Its code
-  size depends on the layer's shape (1/64 of the activation at 16×16, 1/4 at 1×1), which is
-  what ``budget`` removes.
+  size depends on the layer's shape (1/64 of the activation at 16×16, 1/4 at 1×1), which is what
+  ``budget`` removes. For tokens (L × D, channels last) or a vector, its pointwise form: a
+  Linear layer D → f on every token (GELU), and f → D back.
 * ``budget``: the same bytes at every split (``code_bytes``), so that accuracy differences
   between splits come from the layer, not from the size of the code. A 1×1 convolution to ``k``
   channels and adaptive average pooling to ``s×s``, sent as 8-bit integers; the decoder
@@ -41,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from isplit.config import InputSettings, RetrainSettings, settings
 from isplit.io.files import replacing
-from isplit.nets import models
+from isplit.nets import graph, models
 
 FLOAT_BYTES = 4
 QUANT_HEADER_BYTES = 8  # per image: float32 scale and float32 offset of a quantised code
@@ -178,6 +179,20 @@ class AEBottleneck(Bottleneck):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
+class PointwiseAE(Bottleneck):
+    """The ``ae`` bottleneck of an activation whose channels are its last axis (tokens L × D)
+    or a vector: ``Linear(D, f)`` + GELU on every position, ``Linear(f, D)`` back."""
+
+    def __init__(self, shape: Sequence[int], ratio: float = 8, quant_bits: int | None = None):
+        super().__init__(quant_bits)
+        d = int(shape[-1])
+        f = max(1, round(d / ratio))
+        self.encoder = nn.Sequential(nn.Linear(d, f), nn.GELU())
+        self.decoder = nn.Sequential(nn.Linear(f, d))
+        self.input_shape = tuple(int(x) for x in shape)
+        self.code_shape = (*self.input_shape[:-1], f)
+
+
 def budget_code_shape(shape: Sequence[int], code_bytes: int) -> tuple[int, int, int]:
     """(k, sh, sw) of the ``budget`` code for an activation of ``shape``: see the module
     docstring."""
@@ -215,12 +230,16 @@ class BudgetBottleneck(Bottleneck):
         self.code_shape = (k, sh, sw)
 
 
-def make_bottleneck(kind: str, shape: Sequence[int], spec: Mapping) -> Bottleneck:
-    """The bottleneck ``kind`` for an activation of ``shape``; ``spec`` holds its settings
-    (:meth:`isplit.config.RetrainSettings.bottleneck_spec`)."""
+def make_bottleneck(
+    kind: str, shape: Sequence[int], spec: Mapping, channel_axis: int = 0
+) -> Bottleneck:
+    """The bottleneck ``kind`` for an activation of ``shape`` (channels on ``channel_axis``);
+    ``spec`` holds its settings (:meth:`isplit.config.RetrainSettings.bottleneck_spec`)."""
     bits = spec.get("quant_bits")
     if kind == "none":
         return NoBottleneck(shape, bits)
+    if kind == "ae" and (len(shape) != 3 or channel_axis not in (0, -3)):
+        return PointwiseAE(shape, ratio=float(spec["ratio"]), quant_bits=bits)
     if kind == "ae":
         return AEBottleneck(
             shape, ratio=float(spec["ratio"]), stages=int(spec["stages"]), quant_bits=bits
@@ -233,21 +252,6 @@ def make_bottleneck(kind: str, shape: Sequence[int], spec: Mapping) -> Bottlenec
 
 
 # --------------------------------------------------------------------------- the split model
-
-
-class Steps(nn.Module):
-    """A run of chain steps. Keeps the original module names (``names``) for reports, while
-    the modules themselves sit in a ModuleList (module names may not contain dots)."""
-
-    def __init__(self, steps: Sequence[tuple[str, nn.Module]]):
-        super().__init__()
-        self.names = [n for n, _ in steps]
-        self.steps = nn.ModuleList([m for _, m in steps])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self.steps:
-            x = m(x)
-        return x
 
 
 class SplitModel(nn.Module):
@@ -266,16 +270,6 @@ class SplitModel(nn.Module):
         return self.bottleneck.transmitted_bytes()
 
 
-@torch.no_grad()
-def _activation_shape(head: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
-    was = head.training
-    head.eval()
-    try:
-        return tuple(head(torch.zeros(1, *input_shape)).shape[1:])
-    finally:
-        head.train(was)
-
-
 def split_model(
     model: nn.Module,
     layer: str,
@@ -290,17 +284,19 @@ def split_model(
     (:data:`BOTTLENECKS`, sized for the activation of an ``input_shape`` = (C, H, W) input,
     with the settings in ``spec``) or a ready :class:`Bottleneck`.
     """
-    steps = models.chain(model)
-    names = [n for n, _ in steps]
-    if layer not in names:
-        valid = ", ".join(p.name for p in models.probe_points(model))
-        raise ValueError(f"{layer!r} is not a split point of {type(model).__name__}: {valid}")
-    k = names.index(layer)
-    head, tail = Steps(steps[: k + 1]), Steps(steps[k + 1 :])
+    mg = models.model_graph(model, tuple(input_shape[1:]), int(input_shape[0]))
+    try:
+        point = mg.point(layer)
+    except ValueError:
+        valid = ", ".join(p.name for p in mg.cut_points)
+        raise ValueError(
+            f"{layer!r} is not a split point of {type(model).__name__}; cut points: {valid}"
+        ) from None
+    head, tail = graph.cut(mg, layer)
     if isinstance(bottleneck, Bottleneck):
         bn = bottleneck
     else:
-        bn = make_bottleneck(bottleneck, _activation_shape(head, input_shape), spec or {})
+        bn = make_bottleneck(bottleneck, point.shape, spec or {}, point.channel_axis)
     return SplitModel(head, bn, tail, layer)
 
 
@@ -329,7 +325,8 @@ def load_split(path: str | Path, map_location: str = "cpu") -> tuple[SplitModel,
     """Rebuild a split model saved by :func:`save_split`, in eval mode."""
     obj = torch.load(path, map_location=map_location, weights_only=True)
     meta = obj["meta"]
-    model = models.build(meta["model"], int(meta["num_classes"]))
+    size = int(meta["input"]["image_size"]) if meta.get("input") else None
+    model = models.build(meta["model"], int(meta["num_classes"]), image_size=size)
     split = build_split(model, meta["layer"], meta["bottleneck"], meta["input"])
     split.load_state_dict(obj["state_dict"])
     return split.eval(), meta

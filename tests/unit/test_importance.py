@@ -165,7 +165,7 @@ def test_extract_columns_dtypes_options():
     assert sorted(set(sub["layer_index"])) == [3, 4]
     with pytest.raises(ValueError, match="target"):
         importance.extract(model, points, [(x, y)], target="gt")
-    with pytest.raises(ValueError, match="no module"):
+    with pytest.raises(ValueError, match="'nope' is not a cut point of MobileNetV2"):
         importance.extract(model, ["nope"], [(x, y)])
 
 
