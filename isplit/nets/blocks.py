@@ -36,8 +36,7 @@ FUNC_KINDS = {
     "act": {"relu", "relu_", "relu6", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid",
             "tanh", "leaky_relu", "elu", "mish", "softplus"},
     "pool": {"max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "max_pool3d"},
-    "gpool": {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "mean",
-              "amax", "max", "sum"},
+    "gpool": {"adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d"},
     "norm": {"batch_norm", "layer_norm", "group_norm", "normalize"},
     "linear": {"conv1d", "conv2d", "linear"},
     "merge": {"add", "iadd", "sub", "mul", "imul", "cat", "concat", "matmul"},
@@ -49,7 +48,8 @@ FUNC_KINDS = {
 # represented by that next block (a conv and its ReLU are one probe point, as in the paper)
 ABSORBED, ABSORBERS = {"linear", "norm", "merge"}, {"act", "norm"}
 NOT_PROBES = {"noop", "shape", "flatten", "select"}
-TAIL_KINDS = {"gpool", "flatten", "select"}
+# global pooling to a fixed size starts the classifier tail even when its output is still 4-D
+TAIL_KINDS = {"gpool"}
 
 
 @dataclass(frozen=True)

@@ -165,21 +165,27 @@ def build(
     """
     model, adapted = create(name, num_classes, image_size)
     if weights is not None:
-        state = load_state_dict(weights) if not isinstance(weights, dict) else weights
-        src = weights if not isinstance(weights, dict) else "state dict"
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # same keys, other shapes
-            raise ValueError(f"weights {src} do not fit {name}: {e}") from e
-        if missing or unexpected:
-            raise ValueError(
-                f"weights {src} do not fit {name}: missing keys {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                f"{'...' if len(unexpected) > 5 else ''}"
-            )
+        load_weights(model, weights, name)
     if not adapted:
         set_classes(model, num_classes)
     return model
+
+
+def load_weights(model: nn.Module, weights: str | Path | dict, name: str) -> None:
+    """Load a state dict (or a file of one) into ``model``, every key matching: a mismatch
+    lists the missing and unexpected keys."""
+    state = load_state_dict(weights) if not isinstance(weights, dict) else weights
+    src = weights if not isinstance(weights, dict) else "state dict"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same keys, other shapes
+        raise ValueError(f"weights {src} do not fit {name}: {e}") from e
+    if missing or unexpected:
+        raise ValueError(
+            f"weights {src} do not fit {name}: missing keys {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}"
+        )
 
 
 def set_classes(model: nn.Module, num_classes: int) -> None:

@@ -23,9 +23,17 @@ check_experiments(config)
 DATASETS = config["datasets"]
 EXPERIMENTS = config["experiments"]
 DOWNLOADS = config["downloads"]
+# a python: model's file is looked for in the repository, then beside the config files; each
+# model is then built and traced once in a subprocess (cached), so one that cannot be split
+# fails here, not after the download
+_MODEL_SEARCH = [workflow.basedir, *(str(Path(f).parent) for f in workflow.configfiles)]
 for _name, _exp in EXPERIMENTS.items():
-    isplit_catalog.check_model_name(_exp["model"], f"experiments.{_name}.model")
-    isplit_weights.check_spec(_exp["weights"], f"experiments.{_name}.weights")
+    _where = f"experiments.{_name}.model"
+    _exp["model"] = isplit_catalog.check_model(_exp["model"], _where, _MODEL_SEARCH)
+    isplit_weights.check_spec(
+        _exp["weights"], f"experiments.{_name}.weights", model=_exp["model"]
+    )
+    isplit_catalog.check_graph(_exp["model"], _exp["input"]["image_size"], _where)
 
 # Jobs need a `python` where this checkout is installed. Started from a venv that is not on
 # PATH, the shell finds the system python instead; then the interpreter running Snakemake is put
@@ -148,6 +156,8 @@ def exp_value(key):
 def finetune_inputs(wildcards):
     e = EXPERIMENTS[wildcards.exp]
     inputs = {"dataset": dataset_dir(e["dataset"])}
+    if isplit_catalog.kind(e["model"]) == "python":  # editing the network reruns from here
+        inputs["network"] = isplit_catalog.python_parts(e["model"])[0]
     w = weights_file(wildcards.exp)
     if w:
         inputs["weights"] = w
