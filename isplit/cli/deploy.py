@@ -26,7 +26,7 @@ import click
 )
 def export(split_path, out_dir):
     """Export a split's device half (head + encoder) and server half (decoder + tail) as
-    torch.export programs plus manifest.json, runnable without isplit."""
+    torch.export programs and ONNX files plus manifest.json, runnable without isplit."""
     from isplit.deploy.export import export_split
 
     for path in export_split(split_path, out_dir):
@@ -57,6 +57,13 @@ split_option = click.option(
     type=click.Path(path_type=Path, exists=True),
     required=True,
     help="the split's model.pt, or its export directory (manifest.json)",
+)
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="onnx: the export directory's .onnx half in onnxruntime",
 )
 secret_option = click.option(
     "--secret-file",
@@ -102,10 +109,11 @@ secret_option = click.option(
     show_default=True,
     help="seconds a device may stay silent between messages",
 )
+@runtime_option
 @secret_option
 def serve(
     split_path, host, port, frames_log, connections, threads, max_connections,
-    handshake_timeout, message_timeout, timeout_s, secret_file,
+    handshake_timeout, message_timeout, timeout_s, runtime, secret_file,
 ):  # fmt: skip
     """Run the server half (decoder + tail) of a split: answer each frame with its class.
     Devices are served concurrently; see docs/reliability.md for what the server trusts."""
@@ -121,7 +129,7 @@ def serve(
     secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
-    half = load_half(split_path, "server")
+    half = load_half(split_path, "server", runtime, threads)
     host, port = _parse_host_port(host, port)
     with server.open_listener(host, port) as listener:
         bound = listener.getsockname()
@@ -129,7 +137,8 @@ def serve(
         print(
             f"isplit serve: listening on {bound[0]}:{bound[1]} "
             f"(layer {ident['layer']}, {ident['payload_bytes']} payload bytes per frame, "
-            f"up to {max_connections} devices, shared secret {'on' if secret else 'off'})",
+            f"up to {max_connections} devices, shared secret {'on' if secret else 'off'}, "
+            f"runtime {runtime})",
             file=sys.stderr,
             flush=True,
         )
@@ -168,6 +177,7 @@ def serve(
 @click.option("--seed", type=int, default=0, show_default=True, help="subset seed")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True)
+@runtime_option
 @secret_option
 def device(
     split_path,
@@ -183,6 +193,7 @@ def device(
     seed,
     threads,
     timeout_s,
+    runtime,
     secret_file,
 ):
     """Run the device half (head + encoder) on a dataset split, stream it to ``isplit serve``
@@ -202,7 +213,7 @@ def device(
     secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
-    half = load_half(split_path, "device")
+    half = load_half(split_path, "device", runtime, threads)
     frames = dev.load_frames(dataset, split_name, half.input_cfg, n, seed)
     classes = read_classes(dataset)
     if half.classes and list(half.classes) != classes:
