@@ -45,6 +45,7 @@ COMMANDS = {
     "export": "isplit.cli.deploy:export",
     "serve": "isplit.cli.deploy:serve",
     "device": "isplit.cli.deploy:device",
+    "profile-onnx": "isplit.cli.deploy:profile_onnx",
 }
 
 

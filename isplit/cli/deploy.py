@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from isplit.cli.options import EXISTING, PATH
+
 
 @click.command("export")
 @click.option(
@@ -237,3 +239,38 @@ def device(
     if log_path:
         write_table(pd.DataFrame(rows, columns=dev.DEVICE_COLUMNS), log_path)
     print(json.dumps(dev.summarize(rows, half.identity)))
+
+
+@click.command("profile-onnx")
+@click.option("--model", "model_path", type=EXISTING, required=True, help="finetune/model.pt")
+@click.option("--dataset", type=EXISTING, required=True, help="the prepared dataset")
+@click.option("--out", "out_path", type=PATH, required=True, help="latency/measured.parquet")
+@click.option("--repeats", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads")
+@click.option("--eval-images", type=int, default=None, help="val/test images scored [all]")
+@click.option("--calibration-images", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.argument("deploys", nargs=-1, type=click.Path(path_type=Path, exists=True, file_okay=False))
+def profile_onnx(
+    model_path, dataset, out_path, repeats, warmup, threads, eval_images, calibration_images,
+    seed, deploys,
+):  # fmt: skip
+    """This machine as the device: time each export's device.onnx (DEPLOYS: deploy/<layer>/)
+    and the whole model in onnxruntime, float32 and int8, with the int8 head's accuracy."""
+    from isplit.latency import profiling
+
+    df = profiling.run_measured(
+        model_path=model_path,
+        deploy_dirs={Path(d).name: d for d in deploys},
+        dataset_dir=dataset,
+        out_path=out_path,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        eval_images=eval_images,
+        calibration_images=calibration_images,
+        seed=seed,
+    )
+    cols = ["layer", "precision", "median_s", "p95_s", "val_top1", "test_top1", "note"]
+    click.echo(df[[c for c in cols if c in df.columns]].to_string(index=False))

@@ -1,7 +1,7 @@
 """Export a trained split as two self-contained programs: device (head + encoder) and server
 (decoder + tail), so an embedded device can run its half without isplit: as ``torch.export``
 programs (``.pt2``) and as ONNX files (``device.onnx``, ``server.onnx``,
-:mod:`isplit.deploy.onnxrt`), both checked against the split model.
+:mod:`isplit.nets.onnxrt`), both checked against the split model.
 
 Format: ``torch.export`` (``.pt2``, written with :func:`torch.export.save`). Why this and not
 TorchScript: on torch 2.14 ``torch.jit.trace``/``script`` raise a ``FutureWarning`` announcing
@@ -46,8 +46,8 @@ from torch import nn
 from isplit import __version__
 from isplit.config import settings
 from isplit.data.loader import IMAGENET_MEAN, IMAGENET_STD
-from isplit.deploy import onnxrt
 from isplit.io.files import sha256_file
+from isplit.nets import onnxrt
 from isplit.nets.split import DeviceHalf, ServerHalf, SplitModel, load_split
 
 FORMAT = "torch.export"
@@ -141,7 +141,7 @@ def check_parts(split: SplitModel, dev_prog, srv_prog, input_shape: Sequence[int
 
 def export_onnx(split: SplitModel, input_shape: Sequence[int], out_dir: Path) -> dict:
     """``device.onnx`` and ``server.onnx`` of ``split`` in ``out_dir``, run in onnxruntime
-    against the torch halves (:func:`isplit.deploy.onnxrt.check`); returns the differences."""
+    against the torch halves (:func:`isplit.nets.onnxrt.check`); returns the differences."""
     device, server = DeviceHalf(split).eval(), ServerHalf(split).eval()
     x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

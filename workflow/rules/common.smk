@@ -34,6 +34,15 @@ for _name, _exp in EXPERIMENTS.items():
         _exp["weights"], f"experiments.{_name}.weights", model=_exp["model"]
     )
     isplit_catalog.check_graph(_exp["model"], _exp["input"]["image_size"], _where)
+    # this machine as the device: the measured onnxruntime profile is its timing table
+    if _exp["latency"]["server"] == "measured":
+        raise ValueError(
+            f"experiments.{_name}.latency.server: 'measured' times device halves only"
+        )
+    if _exp["latency"]["device"] == "measured":
+        _exp["latency"]["device"] = {
+            "table": f"results/{_name}/latency/measured.parquet"
+        }
 
 # Jobs need a `python` where this checkout is installed. Started from a venv that is not on
 # PATH, the shell finds the system python instead; then the interpreter running Snakemake is put
@@ -156,7 +165,9 @@ def exp_value(key):
 def finetune_inputs(wildcards):
     e = EXPERIMENTS[wildcards.exp]
     inputs = {"dataset": dataset_dir(e["dataset"])}
-    if isplit_catalog.kind(e["model"]) == "python":  # editing the network reruns from here
+    if (
+        isplit_catalog.kind(e["model"]) == "python"
+    ):  # editing the network reruns from here
         inputs["network"] = isplit_catalog.python_parts(e["model"])[0]
     w = weights_file(wildcards.exp)
     if w:
@@ -245,6 +256,34 @@ def latency_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
 
 
+def measured_inputs(wildcards):
+    """The measured ONNX profile reads every candidate's export, the fine-tuned model (timed
+    whole: LC) and the dataset (int8 calibration, the int8 head's accuracy)."""
+    return {**experiment_model_and_data(wildcards), "deploys": deploy_dirs(wildcards)}
+
+
+def measured_eval_images(wildcards):
+    """The validation and test images the measured profile scores: those retraining scores."""
+    n = EXPERIMENTS[wildcards.exp]["retrain"]["eval_subset"]
+    return f"--eval-images {n}" if n else ""
+
+
+def measured_table(exp):
+    return f"results/{exp}/latency/measured.parquet"
+
+
+def local_compute_table(wildcards):
+    """The timing table simulate_latency reads as this machine's: compute.parquet when a side
+    is timed with scale or a table of its own, else the measured profile when the device is
+    this machine (``device: measured``), else none."""
+    lat = EXPERIMENTS[wildcards.exp]["latency"]
+    measured = measured_table(wildcards.exp)
+    sides = [lat[s] for s in ("device", "server")]
+    if any("scale" in s or s.get("table", measured) != measured for s in sides):
+        return [f"results/{wildcards.exp}/latency/compute.parquet"]
+    return [measured] if any(s.get("table") == measured for s in sides) else []
+
+
 def latency_tables(wildcards):
     """Compute tables measured on a real device or server: read by the simulation, so
     declared as its inputs (editing one reruns the latency stage)."""
@@ -263,5 +302,6 @@ def final_targets():
             f"results/{exp}/figures/latency_accuracy.png",
             f"results/{exp}/summary.md",
             f"results/{exp}/camera/camera.parquet",
+            measured_table(exp),
         ]
     return targets

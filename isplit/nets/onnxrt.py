@@ -17,6 +17,7 @@ call it like the torch half (torch tensors in, torch tensors out).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,3 +130,47 @@ def check(device: OrtModule, server: OrtModule, dev_ref: nn.Module, srv_ref: nn.
     if bad:
         raise RuntimeError(f"ONNX halves disagree with the PyTorch split: {bad}")
     return diffs
+
+
+def quantize_int8(src: str | Path, dst: str | Path, batches: Sequence[np.ndarray]) -> None:
+    """``src`` with its convolutions and matrix products in int8 (onnxruntime's static QDQ
+    quantisation: int8 per-channel weights, uint8 activations calibrated by min/max on
+    ``batches`` of the first input). The code's own 8-bit quantiser (min, max, round) is left
+    in float: only Conv, MatMul and Gemm are quantised."""
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.name = session(src).get_inputs()[0].name
+            self.it = iter(batches)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {self.name: x}
+
+    prepared = Path(dst).with_suffix(".pre.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's advice to pre-process, which is done here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # shape inference and graph optimisation first, as onnxruntime recommends
+            q.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+            _quantize(q, prepared, dst, Reader())
+    finally:
+        root.setLevel(level)
+        prepared.unlink(missing_ok=True)
+
+
+def _quantize(q, src: Path, dst, reader) -> None:
+    q.quantize_static(
+        str(src),
+        str(dst),
+        reader,
+        quant_format=q.QuantFormat.QDQ,
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        per_channel=True,
+        activation_type=q.QuantType.QUInt8,
+        weight_type=q.QuantType.QInt8,
+    )
