@@ -256,12 +256,6 @@ def latency_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
 
 
-def measured_inputs(wildcards):
-    """The measured ONNX profile reads every candidate's export, the fine-tuned model (timed
-    whole: LC) and the dataset (int8 calibration, the int8 head's accuracy)."""
-    return {**experiment_model_and_data(wildcards), "deploys": deploy_dirs(wildcards)}
-
-
 def measured_eval_images(wildcards):
     """The validation and test images the measured profile scores: those retraining scores."""
     n = EXPERIMENTS[wildcards.exp]["retrain"]["eval_subset"]

@@ -1,6 +1,9 @@
 rule profile_onnx:
+    # the fine-tuned model (timed whole: LC), the dataset (int8 calibration, the int8 head's
+    # accuracy) and every candidate's export
     input:
-        unpack(measured_inputs),
+        unpack(experiment_model_and_data),
+        deploys=deploy_dirs,
     output:
         "results/{exp}/latency/measured.parquet",
     log:
