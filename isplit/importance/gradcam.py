@@ -7,13 +7,8 @@ the logit of the *true* label. For each probe point ``l`` with activation ``A`` 
     M_{h,w}  = ReLU( mean_c α_c · A_{c,h,w} )          (``channel_reduce="sum"``: Σ_c)
     cui[n,l] = mean_{h,w} M_{h,w}
 
-Any other layout is read the same way once its channel axis is known (the probe point's
-``channel_axis``, from the graph): tokens (L×D, a transformer's) have D channels and L positions
-in place of H×W, Swin's H×W×C maps keep C last; a vector (C) has one position
-(docs/methods.md, "Token activations").
-
-Because ``cui`` is a mean of a non-negative map, the CUI curve (mean over images) needs only
-these per-image scalars: no map is ever kept.
+Another layout is read with its channel axis first: tokens L×D have D channels and L positions
+(docs/methods.md §1.5). The CUI curve (mean over images) needs only these scalars: no map kept.
 
 How (and why this way)
 ----------------------
@@ -66,7 +61,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from isplit.nets import graph, models
+from isplit.importance.taps import ProbeLayer, resolve_layers, tap_model
+from isplit.nets import models
 
 TARGETS = ("label", "pred")
 CHANNEL_REDUCES = ("mean", "sum")
@@ -99,48 +95,6 @@ CHANNELS_SCHEMA = pa.schema(
         pa.field("mean_alpha_act", pa.float64(), nullable=False),
     ]
 )
-
-
-# --------------------------------------------------------------------------- probe layers
-
-
-@dataclass(frozen=True)
-class _Layer:
-    index: int
-    name: str
-    label: str
-
-
-def resolve_layers(model: nn.Module, layers: Sequence[models.ProbePoint | str]) -> list[_Layer]:
-    """``layers`` as (index, cut point name, tick label). A ProbePoint keeps its ``index`` (the
-    x of the CUI curve, also for a sub-list); a plain name gets its position and its name as
-    label. Whether each is a cut point of ``model`` is checked when the graph is tapped."""
-    out = []
-    for i, p in enumerate(layers):
-        if isinstance(p, models.ProbePoint):
-            out.append(_Layer(p.index, p.name, p.label))
-        else:
-            out.append(_Layer(i, str(p), str(p)))
-    if len({la.name for la in out}) != len(out):
-        raise ValueError("the same module is probed twice")
-    if len({la.index for la in out}) != len(out):
-        raise ValueError("two probe points share an index")
-    if not out:
-        raise ValueError("no probe layers given")
-    return out
-
-
-def tap_model(model: nn.Module, probes: Sequence[_Layer], x: torch.Tensor):
-    """``(graph module, name → tap, name → channel axis)``: ``model``'s graph, traced for
-    inputs shaped like ``x``, with a tap after every probe point (sharing ``model``'s layers)."""
-    try:
-        mg = graph.analyse(model, tuple(x.shape[1:]), models.classifier_head(model)[0])
-    except graph.GraphError as e:
-        raise ValueError(str(e)) from e
-    names = [la.name for la in probes]
-    axes = {n: mg.point(n).channel_axis for n in names}
-    gm, taps = graph.tapped(mg, names)
-    return gm, taps, axes
 
 
 # --------------------------------------------------------------------------- channel sink
@@ -179,7 +133,10 @@ class ChannelStats:
         self.count += np.bincount(labels.cpu().numpy(), minlength=self.num_classes)
 
     def tables(
-        self, layers: Sequence[_Layer], classes: Sequence[str], schema: pa.Schema = CHANNELS_SCHEMA
+        self,
+        layers: Sequence[ProbeLayer],
+        classes: Sequence[str],
+        schema: pa.Schema = CHANNELS_SCHEMA,
     ) -> Iterator[pa.Table]:
         """One Arrow table per layer in the :data:`CHANNELS_SCHEMA`."""
         present = np.flatnonzero(self.count > 0)
@@ -219,13 +176,13 @@ class BatchResult:
 class _Recorder:
     """Forward hooks that keep each probe output and hand a clone to the rest of the net."""
 
-    def __init__(self, taps: dict[str, nn.Module], layers: Sequence[_Layer]):
+    def __init__(self, taps: dict[str, nn.Module], layers: Sequence[ProbeLayer]):
         self.acts: dict[int, torch.Tensor] = {}
         self._handles = []
         for la in layers:
             self._handles.append(taps[la.name].register_forward_hook(self._hook(la)))
 
-    def _hook(self, la: _Layer):
+    def _hook(self, la: ProbeLayer):
         def hook(module, inputs, out):
             if not isinstance(out, torch.Tensor):
                 raise TypeError(f"probe {la.name!r} returns {type(out).__name__}, not a tensor")
@@ -255,11 +212,8 @@ def _reduce_layer(
     if g is None:  # the logit does not depend on this layer
         g = torch.zeros_like(a)
     a, g = a.detach(), g.detach()
-    if channel_axis % (a.ndim - 1) != 0:  # channels last (tokens): move them to dim 1
-        a, g = (
-            a.movedim(channel_axis % (a.ndim - 1) + 1, 1),
-            g.movedim(channel_axis % (a.ndim - 1) + 1, 1),
-        )
+    axis = channel_axis % (a.ndim - 1) + 1 if a.ndim > 2 else 1
+    a, g = a.movedim(axis, 1), g.movedim(axis, 1)  # channels last (tokens): to dim 1
     dims = tuple(range(2, a.ndim))
     alpha = g.mean(dims) if dims else g
     if dims:
@@ -279,7 +233,7 @@ def _reduce_layer(
 def _one_pass(
     model: nn.Module,
     recorder: _Recorder,
-    layers: Sequence[_Layer],
+    layers: Sequence[ProbeLayer],
     axes: dict[str, int],
     x: torch.Tensor,
     y: torch.Tensor,
@@ -411,7 +365,7 @@ def iter_batches(
             net.train(was_training)
 
 
-def long_rows(res: BatchResult, probes: Sequence[_Layer]) -> dict[str, np.ndarray]:
+def long_rows(res: BatchResult, probes: Sequence[ProbeLayer]) -> dict[str, np.ndarray]:
     """Sample-major long rows (sample, then layer) of one batch."""
     b, n_layers = res.cui.shape
     return {

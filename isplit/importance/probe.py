@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from isplit.config import settings
 from isplit.data.loader import ManifestDataset, transform_from_config
 from isplit.evaluation.metrics import classification_metrics
-from isplit.importance.gradcam import resolve_layers, tap_model
+from isplit.importance.taps import resolve_layers, tap_model
 from isplit.io.files import write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
