@@ -233,12 +233,7 @@ def analyse(model: nn.Module, input_shape: Sequence[int], classifier: str = "") 
         n = idom[n]
     chain = [c for c in reversed(chain[1:]) if isinstance(run.shape.get(c), tuple)]
     # cumulative cost over the nodes the output depends on
-    needed, stack = set(), [out]
-    while stack:
-        n = stack.pop()
-        if n not in needed:
-            needed.add(n)
-            stack += n.all_input_nodes
+    needed = _ancestors(out)
     flops, layers, cum = 0, 0, {}
     for n in order:
         if n in needed and n in data:

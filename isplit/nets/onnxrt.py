@@ -48,30 +48,16 @@ def export(
 
     dynamic = {n: {0: "batch"} for n in (*input_names, *output_names)}
     module = module.eval()
+    names = {"input_names": list(input_names), "output_names": list(output_names)}
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its successor
-            torch.onnx.export(
-                module,
-                tuple(inputs),
-                str(path),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes=dynamic,
-            )
+            torch.onnx.export(module, tuple(inputs), str(path), dynamo=False,
+                              opset_version=OPSET, dynamic_axes=dynamic, **names)  # fmt: skip
     except Exception:  # a model the TorchScript tracer cannot take: the torch.export route
         shapes = tuple({0: torch.export.Dim.AUTO} for _ in inputs)
-        program = torch.onnx.export(
-            module,
-            tuple(inputs),
-            dynamo=True,
-            dynamic_shapes=shapes,
-            input_names=list(input_names),
-            output_names=list(output_names),
-            verbose=False,
-        )
+        program = torch.onnx.export(module, tuple(inputs), dynamo=True, dynamic_shapes=shapes,
+                                    verbose=False, **names)  # fmt: skip
         program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
 
