@@ -197,6 +197,11 @@ def test_tiny_run_every_later_output_parses(tiny_run):
         manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
         assert manifest["layer"] == layer
         assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0
+        assert {"device.onnx", "server.onnx"} <= {
+            p.name for p in (res / "deploy" / layer).iterdir()
+        }
+    measured = pd.read_parquet(res / "latency" / "measured.parquet")  # a default target
+    assert set(measured["layer"]) == {*layers, "LC"} and (measured["n"] >= 0).all()
     splits = pd.read_parquet(res / "splits.parquet")
     assert list(splits["layer"]) == layers
     assert (splits["n_seeds"] == len(seeds)).all()
