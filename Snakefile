@@ -23,6 +23,7 @@ include: "workflow/rules/camera.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/latency.smk"
 include: "workflow/rules/deploy.smk"
+include: "workflow/rules/profile.smk"
 include: "workflow/rules/report.smk"
 
 

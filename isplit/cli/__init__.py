@@ -25,6 +25,7 @@ COMMANDS = {
     "prepare-dataset": "isplit.cli.data:prepare_dataset",
     "fetch-weights": "isplit.cli.nets:fetch_weights",
     "probe-points": "isplit.cli.nets:probe_points",
+    "check-model": "isplit.cli.nets:check_model",
     "finetune": "isplit.cli.train:finetune",
     "retrain-split": "isplit.cli.train:retrain_split",
     "importance": "isplit.cli.importance:importance",
@@ -44,6 +45,7 @@ COMMANDS = {
     "export": "isplit.cli.deploy:export",
     "serve": "isplit.cli.deploy:serve",
     "device": "isplit.cli.deploy:device",
+    "profile-onnx": "isplit.cli.deploy:profile_onnx",
 }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from isplit.cli.options import EXISTING, PATH
+
 
 @click.command("export")
 @click.option(
@@ -26,7 +28,7 @@ import click
 )
 def export(split_path, out_dir):
     """Export a split's device half (head + encoder) and server half (decoder + tail) as
-    torch.export programs plus manifest.json, runnable without isplit."""
+    torch.export programs and ONNX files plus manifest.json, runnable without isplit."""
     from isplit.deploy.export import export_split
 
     for path in export_split(split_path, out_dir):
@@ -57,6 +59,13 @@ split_option = click.option(
     type=click.Path(path_type=Path, exists=True),
     required=True,
     help="the split's model.pt, or its export directory (manifest.json)",
+)
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default="torch",
+    show_default=True,
+    help="onnx: the export directory's .onnx half in onnxruntime",
 )
 secret_option = click.option(
     "--secret-file",
@@ -102,10 +111,11 @@ secret_option = click.option(
     show_default=True,
     help="seconds a device may stay silent between messages",
 )
+@runtime_option
 @secret_option
 def serve(
     split_path, host, port, frames_log, connections, threads, max_connections,
-    handshake_timeout, message_timeout, timeout_s, secret_file,
+    handshake_timeout, message_timeout, timeout_s, runtime, secret_file,
 ):  # fmt: skip
     """Run the server half (decoder + tail) of a split: answer each frame with its class.
     Devices are served concurrently; see docs/reliability.md for what the server trusts."""
@@ -121,7 +131,7 @@ def serve(
     secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
-    half = load_half(split_path, "server")
+    half = load_half(split_path, "server", runtime, threads)
     host, port = _parse_host_port(host, port)
     with server.open_listener(host, port) as listener:
         bound = listener.getsockname()
@@ -129,7 +139,8 @@ def serve(
         print(
             f"isplit serve: listening on {bound[0]}:{bound[1]} "
             f"(layer {ident['layer']}, {ident['payload_bytes']} payload bytes per frame, "
-            f"up to {max_connections} devices, shared secret {'on' if secret else 'off'})",
+            f"up to {max_connections} devices, shared secret {'on' if secret else 'off'}, "
+            f"runtime {runtime})",
             file=sys.stderr,
             flush=True,
         )
@@ -168,6 +179,7 @@ def serve(
 @click.option("--seed", type=int, default=0, show_default=True, help="subset seed")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True)
+@runtime_option
 @secret_option
 def device(
     split_path,
@@ -183,6 +195,7 @@ def device(
     seed,
     threads,
     timeout_s,
+    runtime,
     secret_file,
 ):
     """Run the device half (head + encoder) on a dataset split, stream it to ``isplit serve``
@@ -202,7 +215,7 @@ def device(
     secret = _secret(secret_file)
     if threads:
         torch.set_num_threads(threads)
-    half = load_half(split_path, "device")
+    half = load_half(split_path, "device", runtime, threads)
     frames = dev.load_frames(dataset, split_name, half.input_cfg, n, seed)
     classes = read_classes(dataset)
     if half.classes and list(half.classes) != classes:
@@ -226,3 +239,38 @@ def device(
     if log_path:
         write_table(pd.DataFrame(rows, columns=dev.DEVICE_COLUMNS), log_path)
     print(json.dumps(dev.summarize(rows, half.identity)))
+
+
+@click.command("profile-onnx")
+@click.option("--model", "model_path", type=EXISTING, required=True, help="finetune/model.pt")
+@click.option("--dataset", type=EXISTING, required=True, help="the prepared dataset")
+@click.option("--out", "out_path", type=PATH, required=True, help="latency/measured.parquet")
+@click.option("--repeats", type=int, default=30, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime threads")
+@click.option("--eval-images", type=int, default=None, help="val/test images scored [all]")
+@click.option("--calibration-images", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.argument("deploys", nargs=-1, type=click.Path(path_type=Path, exists=True, file_okay=False))
+def profile_onnx(
+    model_path, dataset, out_path, repeats, warmup, threads, eval_images, calibration_images,
+    seed, deploys,
+):  # fmt: skip
+    """This machine as the device: time each export's device.onnx (DEPLOYS: deploy/<layer>/)
+    and the whole model in onnxruntime, float32 and int8, with the int8 head's accuracy."""
+    from isplit.latency import profiling
+
+    df = profiling.run_measured(
+        model_path=model_path,
+        deploy_dirs={Path(d).name: d for d in deploys},
+        dataset_dir=dataset,
+        out_path=out_path,
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        eval_images=eval_images,
+        calibration_images=calibration_images,
+        seed=seed,
+    )
+    cols = ["layer", "precision", "median_s", "p95_s", "val_top1", "test_top1", "note"]
+    click.echo(df[[c for c in cols if c in df.columns]].to_string(index=False))

@@ -1,5 +1,7 @@
 """Export a trained split as two self-contained programs: device (head + encoder) and server
-(decoder + tail), so an embedded device can run its half without isplit.
+(decoder + tail), so an embedded device can run its half without isplit: as ``torch.export``
+programs (``.pt2``) and as ONNX files (``device.onnx``, ``server.onnx``,
+:mod:`isplit.nets.onnxrt`), both checked against the split model.
 
 Format: ``torch.export`` (``.pt2``, written with :func:`torch.export.save`). Why this and not
 TorchScript: on torch 2.14 ``torch.jit.trace``/``script`` raise a ``FutureWarning`` announcing
@@ -13,8 +15,8 @@ What crosses the cut is exactly what :mod:`isplit.deploy.wire` sends:
 
 * no quantisation: the encoder output (or the raw activation for a split without bottleneck),
   float32, ``(B, *code_shape)``;
-* ``quant_bits`` = b (1..8): the 8-bit quantiser of :class:`isplit.nets.split.Quantize` applied on
-  the device — per image ``offset = min``, ``scale = max(max − min, 1e-12) / (2^b − 1)``,
+* ``quant_bits`` = b (1..8): the quantiser of :class:`isplit.nets.bottlenecks.Quantize`
+  applied on the device — per image ``offset = min``, ``scale = max(max − min, 1e-12) / (2^b − 1)``,
   ``q = clamp(round((z − offset) / scale), 0, 2^b − 1)`` as uint8 — and undone on the server as
   ``z = q · scale + offset``. So the device program returns ``(q, scale, offset)`` and the
   server program takes them, instead of the dequantised float tensor the training graph passes
@@ -45,14 +47,16 @@ from isplit import __version__
 from isplit.config import settings
 from isplit.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from isplit.io.files import sha256_file
+from isplit.nets import onnxrt
 from isplit.nets.split import DeviceHalf, ServerHalf, SplitModel, load_split
 
 FORMAT = "torch.export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with the ONNX halves
 DEVICE_FILE = "device.pt2"
 SERVER_FILE = "server.pt2"
 MANIFEST = "manifest.json"
-EXAMPLE_BATCH = 2  # an example batch > 1, so the exported batch dimension stays symbolic
+EXAMPLE_BATCH = 2
+RUNTIMES = ("torch", "onnx")  # an example batch > 1, so the exported batch dimension stays symbolic
 
 
 # --------------------------------------------------------------------------- identity
@@ -135,9 +139,31 @@ def check_parts(split: SplitModel, dev_prog, srv_prog, input_shape: Sequence[int
         raise RuntimeError(f"exported split disagrees with the split model (max |diff| {diff})")
 
 
+def export_onnx(split: SplitModel, input_shape: Sequence[int], out_dir: Path) -> dict:
+    """``device.onnx`` and ``server.onnx`` of ``split`` in ``out_dir``, run in onnxruntime
+    against the torch halves (:func:`isplit.nets.onnxrt.check`); returns the differences."""
+    device, server = DeviceHalf(split).eval(), ServerHalf(split).eval()
+    x = torch.randn(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        code = device(x)
+    code = code if isinstance(code, tuple) else (code,)
+    names = onnxrt.code_names(split.bottleneck.quant_bits)
+    onnxrt.export(device, (x,), out_dir / onnxrt.DEVICE_ONNX, ["image"], names)
+    onnxrt.export(server, code, out_dir / onnxrt.SERVER_ONNX, names, ["logits"])
+    probe = torch.randn(3, *input_shape, generator=torch.Generator().manual_seed(0))
+    return onnxrt.check(
+        onnxrt.OrtModule(out_dir / onnxrt.DEVICE_ONNX),
+        onnxrt.OrtModule(out_dir / onnxrt.SERVER_ONNX),
+        device,
+        server,
+        probe,
+    )
+
+
 def export_split(split_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Export ``results/<exp>/splits/<layer>/model.pt`` into ``out_dir`` (e.g.
-    ``results/<exp>/deploy/<layer>/``): ``device.pt2``, ``server.pt2``, ``manifest.json``.
+    ``results/<exp>/deploy/<layer>/``): ``device.pt2``, ``server.pt2``, ``device.onnx``,
+    ``server.onnx``, ``manifest.json``.
 
     Atomic: the programs are checked against the split model, everything is written into a
     temporary sibling directory, then renamed into place; ``out_dir`` never holds a partial
@@ -157,7 +183,8 @@ def export_split(split_path: str | Path, out_dir: str | Path) -> list[Path]:
         torch.export.save(dev_prog, tmp / DEVICE_FILE)
         torch.export.save(srv_prog, tmp / SERVER_FILE)
         bits = ident["quant_bits"]
-        code_io = ["q", "scale", "offset"] if bits else ["code"]
+        code_io = onnxrt.code_names(bits)
+        onnx_check = export_onnx(split, shape, tmp)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -188,16 +215,36 @@ def export_split(split_path: str | Path, out_dir: str | Path) -> list[Path]:
                 "inputs": code_io,
                 "outputs": ["logits"],
             },
+            "onnx": {
+                "opset": onnxrt.OPSET,
+                "device": {
+                    "file": onnxrt.DEVICE_ONNX,
+                    "sha256": sha256_file(tmp / onnxrt.DEVICE_ONNX),
+                    "inputs": ["image"],
+                    "outputs": code_io,
+                },
+                "server": {
+                    "file": onnxrt.SERVER_ONNX,
+                    "sha256": sha256_file(tmp / onnxrt.SERVER_ONNX),
+                    "inputs": code_io,
+                    "outputs": ["logits"],
+                },
+                "max_abs_diff_vs_torch": onnx_check,
+            },
             "identity": ident,
             "usage": "prog = torch.export.load(file).module(); "
-            "code = device(image_batch); logits = server(*code) (or server(code))",
+            "code = device(image_batch); logits = server(*code) (or server(code)); "
+            "ONNX: onnxruntime.InferenceSession(file).run(None, {name: array})",
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return [out_dir / DEVICE_FILE, out_dir / SERVER_FILE, out_dir / MANIFEST]
+    return [
+        out_dir / f
+        for f in (DEVICE_FILE, SERVER_FILE, onnxrt.DEVICE_ONNX, onnxrt.SERVER_ONNX, MANIFEST)
+    ]
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -212,17 +259,28 @@ def _replace_dir(src: Path, dst: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_exported(deploy_dir: str | Path) -> tuple[nn.Module, nn.Module, dict]:
+def load_exported(
+    deploy_dir: str | Path, runtime: str = "torch", threads: int | None = 1
+) -> tuple[nn.Module, nn.Module, dict]:
     """``(device program, server program, manifest)`` of an export, files checked against the
-    manifest's sha256. Needs only torch (this function is the reference for a device)."""
+    manifest's sha256. ``runtime`` ``torch`` loads the ``.pt2`` programs (needs only torch:
+    this function is the reference for a device), ``onnx`` the ONNX files in onnxruntime."""
     deploy_dir = Path(deploy_dir)
     manifest = json.loads((deploy_dir / MANIFEST).read_text())
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{deploy_dir}: unknown export format {manifest.get('format')!r}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r} is not one of {RUNTIMES}")
+    files = manifest if runtime == "torch" else manifest.get("onnx")
+    if files is None:
+        raise ValueError(f"{deploy_dir} holds no ONNX halves (exported by an older isplit)")
     progs = []
     for side in ("device", "server"):
-        path = deploy_dir / manifest[side]["file"]
-        if sha256_file(path) != manifest[side]["sha256"]:
+        path = deploy_dir / files[side]["file"]
+        if sha256_file(path) != files[side]["sha256"]:
             raise ValueError(f"{path} does not match the sha256 in {deploy_dir / MANIFEST}")
-        progs.append(torch.export.load(path).module())
+        if runtime == "torch":
+            progs.append(torch.export.load(path).module())
+        else:
+            progs.append(onnxrt.OrtModule(path, threads))
     return progs[0], progs[1], manifest

@@ -118,19 +118,25 @@ class Half:
     classes: list
 
 
-def load_half(path: str | Path, side: str) -> Half:
+def load_half(path: str | Path, side: str, runtime: str = "torch", threads: int | None = 1) -> Half:
     """The ``side`` ("device" or "server") of a split: from a ``model.pt`` written by
-    :mod:`isplit.train.retrain`, or from an export directory (``manifest.json`` + ``.pt2``)."""
+    :mod:`isplit.train.retrain`, or from an export directory (``manifest.json`` + ``.pt2`` for
+    ``runtime="torch"``, the ``.onnx`` files in onnxruntime for ``runtime="onnx"``)."""
     if side not in ("device", "server"):
         raise ValueError(f"side must be 'device' or 'server', got {side!r}")
     path = Path(path)
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             raise FileNotFoundError(f"{path} is a directory without {MANIFEST}")
-        dev, srv, man = load_exported(path)
+        dev, srv, man = load_exported(path, runtime, threads)
         inp = man["input"]
         cfg = {k: inp[k] for k in ("image_size", "grayscale_to_rgb", "normalize")}
         return Half(dev if side == "device" else srv, man["identity"], cfg, man["classes"])
+    if runtime != "torch":
+        raise ValueError(
+            f"runtime {runtime!r} runs an export directory (results/<exp>/deploy/<layer>), "
+            f"not the split model {path}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"split model {path} does not exist")
     split, meta = load_split(path)

@@ -7,13 +7,15 @@ the logit of the *true* label. For each probe point ``l`` with activation ``A`` 
     M_{h,w}  = ReLU( mean_c α_c · A_{c,h,w} )          (``channel_reduce="sum"``: Σ_c)
     cui[n,l] = mean_{h,w} M_{h,w}
 
-Because ``cui`` is a mean of a non-negative map, the CUI curve (mean over images) needs only
-these per-image scalars: no map is ever kept.
+Another layout is read with its channel axis first: tokens L×D have D channels and L positions
+(docs/methods.md §1.5). The CUI curve (mean over images) needs only these scalars: no map kept.
 
 How (and why this way)
 ----------------------
-* **One forward and one backward per batch give every layer.** Forward hooks store each probe
-  module's output ``A`` and *return a clone*, so the rest of the network runs on the clone. An
+* **One forward and one backward per batch give every layer.** The model runs as its traced
+  graph with an identity *tap* after each probe point (:func:`isplit.nets.graph.tapped`), so a
+  probe may be any cut point, a functional one too. Forward hooks on the taps store ``A`` and
+  *return a clone*, so the rest of the network runs on the clone. An
   in-place op downstream (VGG's ``ReLU(inplace=True)`` after a probed conv, torchvision's
   reused in-place ReLUs) then modifies the clone, never the stored ``A`` (docs/methods.md
   §1.3: without the clone 16 of VGG16's 31 layers come out wrong). The gradient that reaches
@@ -59,6 +61,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from isplit.importance.taps import ProbeLayer, resolve_layers, tap_model
 from isplit.nets import models
 
 TARGETS = ("label", "pred")
@@ -92,39 +95,6 @@ CHANNELS_SCHEMA = pa.schema(
         pa.field("mean_alpha_act", pa.float64(), nullable=False),
     ]
 )
-
-
-# --------------------------------------------------------------------------- probe layers
-
-
-@dataclass(frozen=True)
-class _Layer:
-    index: int
-    name: str
-    label: str
-
-
-def resolve_layers(model: nn.Module, layers: Sequence[models.ProbePoint | str]) -> list[_Layer]:
-    """``layers`` as (index, module name, tick label). A ProbePoint keeps its ``index`` (the x
-    of the CUI curve, also for a sub-list); a plain name gets its position and its name as
-    label."""
-    modules = dict(model.named_modules())
-    out = []
-    for i, p in enumerate(layers):
-        if isinstance(p, models.ProbePoint):
-            index, name, label = p.index, p.name, p.label
-        else:
-            index, name, label = i, str(p), str(p)
-        if name not in modules:
-            raise ValueError(f"{type(model).__name__} has no module named {name!r}")
-        out.append(_Layer(index, name, label))
-    if len({la.name for la in out}) != len(out):
-        raise ValueError("the same module is probed twice")
-    if len({la.index for la in out}) != len(out):
-        raise ValueError("two probe points share an index")
-    if not out:
-        raise ValueError("no probe layers given")
-    return out
 
 
 # --------------------------------------------------------------------------- channel sink
@@ -163,7 +133,10 @@ class ChannelStats:
         self.count += np.bincount(labels.cpu().numpy(), minlength=self.num_classes)
 
     def tables(
-        self, layers: Sequence[_Layer], classes: Sequence[str], schema: pa.Schema = CHANNELS_SCHEMA
+        self,
+        layers: Sequence[ProbeLayer],
+        classes: Sequence[str],
+        schema: pa.Schema = CHANNELS_SCHEMA,
     ) -> Iterator[pa.Table]:
         """One Arrow table per layer in the :data:`CHANNELS_SCHEMA`."""
         present = np.flatnonzero(self.count > 0)
@@ -203,14 +176,13 @@ class BatchResult:
 class _Recorder:
     """Forward hooks that keep each probe output and hand a clone to the rest of the net."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[_Layer]):
+    def __init__(self, taps: dict[str, nn.Module], layers: Sequence[ProbeLayer]):
         self.acts: dict[int, torch.Tensor] = {}
         self._handles = []
-        modules = dict(model.named_modules())
         for la in layers:
-            self._handles.append(modules[la.name].register_forward_hook(self._hook(la)))
+            self._handles.append(taps[la.name].register_forward_hook(self._hook(la)))
 
-    def _hook(self, la: _Layer):
+    def _hook(self, la: ProbeLayer):
         def hook(module, inputs, out):
             if not isinstance(out, torch.Tensor):
                 raise TypeError(f"probe {la.name!r} returns {type(out).__name__}, not a tensor")
@@ -232,11 +204,16 @@ class _Recorder:
             h.remove()
 
 
-def _reduce_layer(a: torch.Tensor, g: torch.Tensor | None, channel_reduce: str):
-    """Per-image cui (B,), α (B,C) and α·mean_hw(A) (B,C) of one layer."""
+def _reduce_layer(
+    a: torch.Tensor, g: torch.Tensor | None, channel_reduce: str, channel_axis: int = 0
+):
+    """Per-image cui (B,), α (B,C) and α·mean_hw(A) (B,C) of one layer whose channels are
+    on ``channel_axis`` of one image's activation (0: NCHW)."""
     if g is None:  # the logit does not depend on this layer
         g = torch.zeros_like(a)
     a, g = a.detach(), g.detach()
+    axis = channel_axis % (a.ndim - 1) + 1 if a.ndim > 2 else 1
+    a, g = a.movedim(axis, 1), g.movedim(axis, 1)  # channels last (tokens): to dim 1
     dims = tuple(range(2, a.ndim))
     alpha = g.mean(dims) if dims else g
     if dims:
@@ -256,7 +233,8 @@ def _reduce_layer(a: torch.Tensor, g: torch.Tensor | None, channel_reduce: str):
 def _one_pass(
     model: nn.Module,
     recorder: _Recorder,
-    layers: Sequence[_Layer],
+    layers: Sequence[ProbeLayer],
+    axes: dict[str, int],
     x: torch.Tensor,
     y: torch.Tensor,
     target: str,
@@ -279,7 +257,7 @@ def _one_pass(
         del logits, score
         cuis = []
         for la, a, g in zip(layers, acts, grads, strict=True):
-            cui, alpha, alpha_act = _reduce_layer(a, g, channel_reduce)
+            cui, alpha, alpha_act = _reduce_layer(a, g, channel_reduce, axes[la.name])
             cuis.append(cui)
             if stats is not None:
                 stats.add(la.index, y, alpha, alpha_act)
@@ -326,22 +304,27 @@ def iter_batches(
     net.train(public)
     for p, _ in flags:
         p.requires_grad_(False)
-    recorder = _Recorder(net, probes)
+    recorder = None
     try:
         start = 0
         for batch in loader:
             x, y = batch[0], batch[1]
             y = torch.as_tensor(y, dtype=torch.int64)
             x, y = x.to(dev), y.to(dev)
+            if recorder is None:  # the graph is traced for the loader's image size
+                tapped, taps, axes = tap_model(net, probes, x)
+                tapped.train(public)
+                recorder = _Recorder(taps, probes)
             if channel_stats is not None:
                 channel_stats.count_batch(y)
             if public:  # batch size 1: train-mode BatchNorm must see one image at a time
                 try:
                     outs = [
                         _one_pass(
-                            net,
+                            tapped,
                             recorder,
                             probes,
+                            axes,
                             x[i : i + 1],
                             y[i : i + 1],
                             target,
@@ -363,7 +346,7 @@ def iter_batches(
                 cui = torch.cat([o[1] for o in outs])
             else:
                 pred, cui = _one_pass(
-                    net, recorder, probes, x, y, target, channel_reduce, channel_stats
+                    tapped, recorder, probes, axes, x, y, target, channel_reduce, channel_stats
                 )
             b = x.shape[0]
             yield BatchResult(
@@ -374,14 +357,15 @@ def iter_batches(
             )
             start += b
     finally:
-        recorder.remove()
+        if recorder is not None:
+            recorder.remove()
         if not public:
             for p, flag in flags:
                 p.requires_grad_(flag)
             net.train(was_training)
 
 
-def long_rows(res: BatchResult, probes: Sequence[_Layer]) -> dict[str, np.ndarray]:
+def long_rows(res: BatchResult, probes: Sequence[ProbeLayer]) -> dict[str, np.ndarray]:
     """Sample-major long rows (sample, then layer) of one batch."""
     b, n_layers = res.cui.shape
     return {

@@ -35,46 +35,58 @@ from isplit.config import settings
 from isplit.data.loader import ManifestDataset, transform_from_config
 from isplit.evaluation.metrics import classification_metrics
 from isplit.importance import scores
+from isplit.importance.taps import resolve_layers, tap_model
 from isplit.io.files import write_table
 from isplit.nets import models
+from isplit.nets.bottlenecks import QUANT_HEADER_BYTES, budget_code_shape
 from isplit.nets.runtime import pick_device, set_determinism
-from isplit.nets.split import QUANT_HEADER_BYTES, budget_code_shape
 
 
 @torch.no_grad()
 def pooled_features(
-    model: nn.Module, points, loader, device, code_positions=None
+    model: nn.Module, points, loader, device, code_bytes: int | None = None
 ) -> tuple[list[np.ndarray], np.ndarray, list]:
-    """Spatially averaged activation of every probe point (one array per point, images ×
-    channels) and the labels, in one forward pass per batch; with ``code_positions`` (per
-    point, (sh, sw) or None) also the activation average-pooled to those positions (images ×
-    channels × positions)."""
-    modules = dict(model.named_modules())
+    """Activation of every probe point averaged over its positions (one array per point,
+    images × channels) and the labels, in one forward pass per batch. With ``code_bytes``,
+    also each (C, H, W) activation average-pooled to the positions of the ``budget`` code of
+    that size (images × channels × positions, with the code's channel count), else None."""
     feats: dict[int, list] = {i: [] for i in range(len(points))}
-    codes: dict[int, list] = {i: [] for i in range(len(points))}
-    handles = []
-    for i, p in enumerate(points):
-
-        def hook(module, inputs, out, i=i):
-            feats[i].append((out.mean(dim=(2, 3)) if out.ndim == 4 else out).float().cpu())
-            size = code_positions[i] if code_positions else None
-            if size is not None and out.ndim == 4:
-                pooled = nn.functional.adaptive_avg_pool2d(out, size)
-                codes[i].append(pooled.flatten(2).float().cpu())
-
-        handles.append(modules[p.name].register_forward_hook(hook))
-    labels = []
+    codes: dict[int, dict] = {i: {"rows": [], "shape": None} for i in range(len(points))}
+    handles, labels, tapped = [], [], None
     model.eval().to(device)
     try:
         for x, y in loader:
-            model(x.to(device))
+            x = x.to(device)
+            if tapped is None:  # traced for the loader's image size
+                tapped, taps, axes = tap_model(model, resolve_layers(model, points), x)
+                for i, p in enumerate(points):
+                    hook = _pool_hook(feats[i], codes[i], axes[p.name], code_bytes)
+                    handles.append(taps[p.name].register_forward_hook(hook))
+            tapped.eval()(x)
             labels.append(y)
     finally:
         for h in handles:
             h.remove()
     pooled = [torch.cat(feats[i]).numpy() for i in range(len(points))]
-    coded = [torch.cat(codes[i]).numpy() if codes[i] else None for i in range(len(points))]
+    coded = [
+        (torch.cat(c["rows"]).numpy(), c["shape"][0]) if c["rows"] else None
+        for c in (codes[i] for i in range(len(points)))
+    ]
     return pooled, torch.cat(labels).numpy(), coded
+
+
+def _pool_hook(sink: list, code: dict, channel_axis: int, code_bytes: int | None):
+    def hook(module, inputs, out):
+        a = out.movedim(channel_axis % (out.ndim - 1) + 1, 1) if out.ndim > 2 else out
+        sink.append((a.flatten(2).mean(2) if a.ndim > 2 else a).float().cpu())
+        if code_bytes is None or a.ndim != 4:
+            return
+        if code["shape"] is None:
+            code["shape"] = budget_code_shape(tuple(a.shape[1:]), code_bytes)
+        _, sh, sw = code["shape"]
+        code["rows"].append(nn.functional.adaptive_avg_pool2d(a, (sh, sw)).flatten(2).float().cpu())
+
+    return hook
 
 
 def fit_probe(
@@ -126,24 +138,16 @@ def run(
     dev = pick_device(device)
     model, meta = models.load_model(model_path)
     inp = settings("input", meta["input"])
-    points = models.probe_points(model, c.variant)
-    positions = []  # per point: the code's (sh, sw) and channels, or None for no code
-    for shape in _point_shapes(model, points, inp):
-        try:
-            k, sh, sw = budget_code_shape(shape, code_bytes)
-            positions.append(((sh, sw), k))
-        except ValueError:  # not a (C, H, W) activation
-            positions.append((None, None))
+    points = models.probe_points(model, c.variant, inp.image_size)
     plain = transform_from_config(inp)
     train = ManifestDataset(dataset_dir, "train", plain, subset=c.probe_train_images, seed=seed)
     val = ManifestDataset(dataset_dir, c.split, plain, subset=c.max_images, seed=seed)
     t0 = time.perf_counter()
     loader = dict(batch_size=c.batch_size, shuffle=False, num_workers=c.num_workers)
-    sizes = [pos for pos, _ in positions]
     x_train, y_train, c_train = pooled_features(
-        model, points, DataLoader(train, **loader), dev, sizes
+        model, points, DataLoader(train, **loader), dev, code_bytes
     )
-    x_val, y_val, c_val = pooled_features(model, points, DataLoader(val, **loader), dev, sizes)
+    x_val, y_val, c_val = pooled_features(model, points, DataLoader(val, **loader), dev, code_bytes)
     k = len(meta["classes"])
     values = int(code_bytes) - QUANT_HEADER_BYTES
     val_ids = val.frame["sample_id"].astype(str).to_numpy()
@@ -158,7 +162,8 @@ def run(
             "knn": scores.knn_predict(xt, y_train, xv),
         }
         if c_train[i] is not None:
-            ct, cv = scores.code_features(c_train[i], [c_val[i]], positions[i][1], values)
+            (train_code, channels), (val_code, _) = c_train[i], c_val[i]
+            ct, cv = scores.code_features(train_code, [val_code], channels, values)
             preds["code"] = _linear_probe(ct, y_train, cv, k)
         row = {
             "layer": p.name,
@@ -198,26 +203,3 @@ def run(
     write_table(pd.concat(outcomes, ignore_index=True), outcomes_path)
     print(f"probes: {len(points)} points in {time.perf_counter() - t0:.1f} s", file=log)
     return table
-
-
-@torch.no_grad()
-def _point_shapes(model: nn.Module, points, inp) -> list[tuple[int, ...]]:
-    """The activation shape (without the batch) of every point for the configured input."""
-    seen: dict[int, tuple] = {}
-    modules = dict(model.named_modules())
-
-    def hook(j):
-        def record(module, inputs, out):  # returns None: the output is left as it is
-            seen.setdefault(j, tuple(int(s) for s in out.shape[1:]))
-
-        return record
-
-    handles = [modules[p.name].register_forward_hook(hook(j)) for j, p in enumerate(points)]
-    was = model.training
-    try:
-        model.eval()(torch.zeros(1, *inp.shape()))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return [seen[j] for j in range(len(points))]

@@ -98,7 +98,7 @@ def run(
     model, meta = models.load_model(model_path)
     classes = list(meta["classes"])
     input_cfg = settings("input", meta["input"])
-    points = models.describe(model, models.probe_points(model, c.variant), input_cfg.image_size)
+    points = models.probe_points(model, c.variant, input_cfg.image_size)
     probes = resolve_layers(model, points)
     dataset = ManifestDataset(
         dataset_dir,
@@ -130,6 +130,7 @@ def run(
                 "name": p.name,
                 "label": p.label,
                 "shape": list(p.shape),
+                "channel_axis": p.channel_axis,
                 "bytes": p.bytes,
             }
             for p in points

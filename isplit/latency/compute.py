@@ -17,7 +17,10 @@ there) gives a file with the
 columns ``model, input_size, layer, part, median_s, p95_s[, n]`` (CSV or Parquet); ``part`` is
 ``head|encoder|decoder|tail`` for a split layer and ``full`` for the rows ``LC`` and ``RC``.
 The workflow imports it with ``latency: {device: {table: path}}``
-(:func:`side_times`). Timings are not reproducible bit for bit; everything downstream of a given
+(:func:`side_times`). A table may time the device half as one program instead (``part``
+``device``, and a ``precision`` column: the measured onnxruntime profile, ``latency: {device:
+measured}``, :func:`isplit.latency.profiling.run_measured`); its ``fp32`` rows are read.
+Timings are not reproducible bit for bit; everything downstream of a given
 ``compute.parquet`` is.
 """
 
@@ -30,6 +33,7 @@ import pandas as pd
 
 PARTS = ("head", "encoder", "decoder", "tail")
 FULL = "full"
+DEVICE_HALF = "device"  # head + encoder timed as one program (the measured ONNX profile)
 LC, RC = "LC", "RC"
 LC_RESULT_BYTES = 4  # the predicted class index as an int32
 TABLE_COLUMNS = ("model", "input_size", "layer", "part", "median_s", "p95_s")
@@ -52,7 +56,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"compute table {path} lacks columns {missing}; needs {TABLE_COLUMNS}")
-    bad = set(df["part"]) - {*PARTS, FULL}
+    bad = set(df["part"]) - {*PARTS, FULL, DEVICE_HALF}
     if bad:
         raise ValueError(f"compute table {path}: unknown parts {sorted(bad)}")
     if (df[["median_s", "p95_s"]] < 0).any().any():
@@ -92,8 +96,12 @@ def side_times(
         src = src[(src["model"].astype(str) == model) & (src["input_size"].astype(int) == size)]
         if src.empty:
             raise ValueError(f"{side} table {table} has no rows for {model} at {size} px")
+    if "precision" in src.columns:  # a measured table: its float32 rows
+        src = src[src["precision"] == "fp32"]
     t = {(r.layer, r.part): float(getattr(r, stat)) for r in src.itertuples(index=False)}
     parts = DEVICE_PARTS if side == "device" else SERVER_PARTS
+    if side == "device" and layers and all((x, DEVICE_HALF) in t for x in layers):
+        parts = (DEVICE_HALF,)
     out: dict[str, float] = {}
     need = [(layer, p) for layer in layers for p in parts]
     need.append((LC if side == "device" else RC, FULL))

@@ -1,20 +1,21 @@
-"""Classifiers, their split points and their saved form.
+"""Classifiers from any of the three spellings, their probe points and their saved form.
 
-Every network is seen as a *chain*: an ordered list of ``(name, module)`` steps whose
-composition is the model's forward pass. Names are keys of ``model.named_modules()`` where a
-real module exists; the functional glue of a ``forward`` (global pooling, flatten) becomes a
-small module with a name starting with ``_``. Probe points (the candidate split points of
-I-SPLIT) are a subset of the chain's steps, so the activation at a probe point is exactly the
-tensor a split after that step would transmit, and a split is ``chain[:k+1]`` / ``chain[k+1:]``.
-
-Supported families (anything else raises ``UnsupportedModel`` naming the class): VGG, AlexNet,
-ResNet/ResNeXt/Wide-ResNet, MobileNetV2, MobileNetV3, EfficientNet (v1, v2), ConvNeXt, RegNet,
-ShuffleNetV2 — all as built by torchvision.
+:func:`build` turns an experiment's ``model`` (:mod:`isplit.nets.catalog`: a torchvision name,
+``timm:<name>`` or ``python:<file.py>:<callable>``) into an ``nn.Module`` with a
+``num_classes`` classifier. Its split points come from its traced graph
+(:mod:`isplit.nets.graph`): :func:`cut_points` lists every point where one tensor carries
+everything the rest needs, and :func:`probe_points` the default subset I-SPLIT probes (one per
+block). The torchvision models the paper uses keep the paper's tick labels and the public
+code's probe list (``variant="public-code"``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import inspect
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,74 +25,178 @@ import torchvision
 from torch import nn
 
 from isplit.io.files import replacing
+from isplit.nets import catalog, graph
 
 #: the architectures the paper uses, plus the embedded default and a small ResNet
 NAMED = ("vgg16", "resnet50", "mobilenet_v2", "resnet18")
 VARIANTS = ("paper", "public-code")
+DEFAULT_SIZE = 224
 
 
 class UnsupportedModel(ValueError):
-    """Raised for a network whose chain / probe points cannot be derived."""
+    """Raised for a model that cannot be built, or whose split points cannot be derived."""
 
 
 @dataclass(frozen=True)
 class ProbePoint:
     index: int  # position along the probe list (the x axis of the CUI curve)
-    name: str  # key of model.named_modules()
+    name: str  # cut point name: a module path, or a module path and an op
     label: str  # human-readable tick label
-    chain_index: int  # position of this step in chain(model)
-    shape: tuple[int, ...] = ()  # (C, H, W) at the described input size
+    cut_index: int  # position among the model's cut points
+    shape: tuple[int, ...] = ()  # activation of one image at the described input size
     numel: int = 0
     bytes: int = 0  # float32 size of the activation of one image
-
-
-class _GlobalAvgPool(nn.Module):
-    """``adaptive_avg_pool2d(x, 1)`` as a module, for models that call it functionally."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.adaptive_avg_pool2d(x, 1)
-
-
-class _MeanHW(nn.Module):
-    """``x.mean([2, 3])`` (ShuffleNetV2's pooling) as a module."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean([2, 3])
+    channel_axis: int = 0  # axis of ``shape`` holding channels (-1: tokens, N×L×D)
 
 
 # --------------------------------------------------------------------------- building
 
 
-def build(name: str, num_classes: int, weights: str | Path | dict | None = None) -> nn.Module:
-    """A torchvision classifier ``name`` with a fresh ``num_classes`` head.
+@contextlib.contextmanager
+def meta_init():
+    """Build modules with their parameters and buffers on the meta device: no memory, no
+    initialisation cost, so the structure of ViT-H or RegNetY-128GF is known in a second
+    (a builder's own arithmetic on ordinary tensors still runs)."""
+    reg_p, reg_b = nn.Module.register_parameter, nn.Module.register_buffer
 
-    ``weights`` is ``None`` (random init), a state dict, or a path to one (loaded with
-    ``weights_only=True``). The state dict is the *original* model's (e.g. ImageNet, 1000
-    classes) and must match every key; only the final Linear layer is then replaced. Unlike the
-    public I-SPLIT code, VGG's FC1/FC2 keep their pretrained weights.
-    """
+    def parameter(self, name, param):
+        if param is not None:
+            param = nn.Parameter(param.to("meta"), param.requires_grad)
+        reg_p(self, name, param)
+
+    def buffer(self, name, tensor, persistent=True):
+        reg_b(self, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
     try:
-        model = torchvision.models.get_model(name, weights=None)
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = reg_p, reg_b
+
+
+def _torchvision(name: str, image_size: int | None) -> nn.Module:
+    kwargs: dict = {}
+    # the models whose constructor fixes the input size (a position embedding, windows)
+    if image_size and name.startswith("vit_"):
+        kwargs["image_size"] = int(image_size)
+    elif image_size and name.startswith("maxvit_"):
+        kwargs["input_size"] = (int(image_size), int(image_size))
+    if name in ("googlenet", "inception_v3"):
+        kwargs["init_weights"] = True
+    try:
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
     except ValueError as e:
         raise UnsupportedModel(f"unknown torchvision model {name!r}: {e}") from e
-    chain(model)  # fail early, before any weight loading, if we cannot split it
-    if weights is not None:
-        state = load_state_dict(weights) if not isinstance(weights, dict) else weights
-        src = weights if not isinstance(weights, dict) else "state dict"
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # same keys, other shapes
-            raise ValueError(f"weights {src} do not fit {name}: {e}") from e
-        if missing or unexpected:
-            raise ValueError(
-                f"weights {src} do not fit {name}: missing keys {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                f"{'...' if len(unexpected) > 5 else ''}"
-            )
-    head_name, head = classifier_head(model)
-    if head.out_features != num_classes:
-        _set_submodule(model, head_name, nn.Linear(head.in_features, num_classes))
+    # the auxiliary classifiers only exist in train mode; the split is of the eval network
+    for aux in ("aux1", "aux2", "AuxLogits"):
+        if getattr(model, aux, None) is not None:
+            setattr(model, aux, None)
+    if hasattr(model, "aux_logits"):
+        model.aux_logits = False
     return model
+
+
+def _import_callable(spec: str):
+    file, func = catalog.python_parts(spec)
+    path = Path(file)
+    if not path.is_file():
+        raise UnsupportedModel(f"python model file {file!r} does not exist")
+    mod_name = "isplit_user_" + re.sub(r"\W", "_", str(path.resolve()))
+    if mod_name not in sys.modules:
+        loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as e:
+            raise UnsupportedModel(
+                f"importing python model file {file} failed: {type(e).__name__}: {e}"
+            ) from e
+        sys.modules[mod_name] = module
+    fn = getattr(sys.modules[mod_name], func, None)
+    if not callable(fn):
+        raise UnsupportedModel(f"{file} has no callable {func!r}")
+    return fn
+
+
+def create(spec: str, num_classes: int | None = None, image_size: int | None = None):
+    """The architecture ``spec`` names, as its source builds it: ``(model, adapted)``, where
+    ``adapted`` says it already has ``num_classes`` outputs (a ``python:`` callable that takes
+    ``num_classes``)."""
+    k = catalog.kind(spec)
+    if k == "torchvision":
+        return _torchvision(spec, image_size), False
+    if k == "timm":
+        try:
+            import timm
+        except ImportError as e:
+            raise UnsupportedModel(f"{spec!r} needs timm: pip install 'isplit[timm]'") from e
+        kwargs = {"img_size": int(image_size)} if image_size else {}
+        try:
+            return timm.create_model(spec[5:], pretrained=False, **kwargs), False
+        except TypeError:  # a convolutional timm model takes no img_size
+            return timm.create_model(spec[5:], pretrained=False), False
+        except RuntimeError as e:
+            raise UnsupportedModel(f"timm has no model {spec[5:]!r}: {e}") from e
+    fn = _import_callable(spec)
+    params = inspect.signature(fn).parameters
+    takes = "num_classes" in params and num_classes is not None
+    try:
+        model = fn(num_classes=int(num_classes)) if takes else fn()
+    except Exception as e:
+        raise UnsupportedModel(f"{spec} raised {type(e).__name__}: {e}") from e
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModel(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
+    return model, takes
+
+
+def build(
+    name: str,
+    num_classes: int,
+    weights: str | Path | dict | None = None,
+    image_size: int | None = None,
+) -> nn.Module:
+    """The classifier ``name`` (any of :mod:`isplit.nets.catalog`'s spellings) with a
+    ``num_classes`` head.
+
+    ``weights`` is ``None`` (random init), a state dict, or a path to one (loaded with
+    ``weights_only=True``). The state dict is the model's as its source builds it (e.g.
+    ImageNet, 1000 classes) and must match every key; only the classifier layer is then
+    replaced. ``image_size`` builds the models whose constructor fixes it (ViT, MaxViT, timm).
+    """
+    model, adapted = create(name, num_classes, image_size)
+    if weights is not None:
+        load_weights(model, weights, name)
+    if not adapted:
+        set_classes(model, num_classes)
+    return model
+
+
+def load_weights(model: nn.Module, weights: str | Path | dict, name: str) -> None:
+    """Load a state dict (or a file of one) into ``model``, every key matching: a mismatch
+    lists the missing and unexpected keys."""
+    state = load_state_dict(weights) if not isinstance(weights, dict) else weights
+    src = weights if not isinstance(weights, dict) else "state dict"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same keys, other shapes
+        raise ValueError(f"weights {src} do not fit {name}: {e}") from e
+    if missing or unexpected:
+        raise ValueError(
+            f"weights {src} do not fit {name}: missing keys {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}"
+        )
+
+
+def set_classes(model: nn.Module, num_classes: int) -> None:
+    """Replace the classifier layer unless it already has ``num_classes`` outputs."""
+    name, layer = classifier_head(model)
+    if isinstance(layer, nn.Linear) and layer.out_features != num_classes:
+        _set_submodule(model, name, nn.Linear(layer.in_features, num_classes))
+    elif isinstance(layer, nn.Conv2d) and layer.out_channels != num_classes:
+        new = nn.Conv2d(layer.in_channels, num_classes, layer.kernel_size, layer.stride,
+                        layer.padding)  # fmt: skip
+        _set_submodule(model, name, new)
 
 
 def load_state_dict(path: str | Path) -> dict:
@@ -102,6 +207,13 @@ def load_state_dict(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
+        if "GLOBAL" in str(e) or "Unsupported global" in str(e):
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            raise ValueError(
+                f"weights file {path} holds a pickled object "
+                f"({found[1] if found else 'not plain tensors'}), not a state dict: save "
+                "model.state_dict() with torch.save instead of the whole model"
+            ) from e
         raise ValueError(f"weights file {path} is not a loadable state dict: {e}") from e
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -110,15 +222,18 @@ def load_state_dict(path: str | Path) -> dict:
     return obj
 
 
-def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The final Linear layer (the one a new task replaces)."""
-    last = None
+def classifier_head(model: nn.Module) -> tuple[str, nn.Module]:
+    """The layer a new task replaces: the last Linear layer, or, in a network without one
+    (SqueezeNet), the last convolution."""
+    last = lastconv = None
     for n, m in model.named_modules():
         if isinstance(m, nn.Linear):
             last = (n, m)
-    if last is None:
-        raise UnsupportedModel(f"{type(model).__name__} has no Linear classifier layer")
-    return last
+        elif isinstance(m, nn.Conv2d):
+            lastconv = (n, m)
+    if last is None and lastconv is None:
+        raise UnsupportedModel(f"{type(model).__name__} has no Linear or Conv2d classifier layer")
+    return last or lastconv
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -136,130 +251,72 @@ def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, 
     """Inverse of :func:`save_model`."""
     obj = torch.load(path, map_location=map_location, weights_only=True)
     meta = obj["meta"]
-    model = build(meta["model"], int(meta["num_classes"]))
+    size = (meta.get("input") or {}).get("image_size")
+    model = build(meta["model"], int(meta["num_classes"]), image_size=size)
     model.load_state_dict(obj["state_dict"])
     return model, meta
 
 
-# --------------------------------------------------------------------------- chain
+# --------------------------------------------------------------------------- split points
 
 
-def chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The forward pass of ``model`` as an ordered list of ``(name, module)`` steps."""
-    tv = torchvision.models
-    kids = dict(model.named_children())
-    if isinstance(model, tv.ResNet):
-        steps = [(n, kids[n]) for n in ("conv1", "bn1", "relu", "maxpool")]
-        for layer in ("layer1", "layer2", "layer3", "layer4"):
-            steps += [(f"{layer}.{i}", b) for i, b in enumerate(kids[layer])]
-        return steps + [
-            ("avgpool", kids["avgpool"]),
-            ("_flatten", nn.Flatten(1)),
-            ("fc", kids["fc"]),
-        ]
-    if isinstance(model, tv.RegNet):
-        steps = [("stem", kids["stem"])]
-        for sname, stage in model.trunk_output.named_children():
-            steps += [(f"trunk_output.{sname}.{b}", m) for b, m in stage.named_children()]
-        return steps + [
-            ("avgpool", kids["avgpool"]),
-            ("_flatten", nn.Flatten(1)),
-            ("fc", kids["fc"]),
-        ]
-    if isinstance(model, tv.ShuffleNetV2):
-        steps = [("conv1", kids["conv1"]), ("maxpool", kids["maxpool"])]
-        for stage in ("stage2", "stage3", "stage4"):
-            steps += [(f"{stage}.{i}", b) for i, b in enumerate(kids[stage])]
-        return steps + [("conv5", kids["conv5"]), ("_pool", _MeanHW()), ("fc", kids["fc"])]
-    if isinstance(model, (tv.VGG, tv.AlexNet)):
-        # VGG and AlexNet: every layer of `features` is a step, so a split may fall after a ReLU
-        steps = [(f"features.{i}", m) for i, m in enumerate(model.features)]
-        return steps + [
-            ("avgpool", kids["avgpool"]),
-            ("_flatten", nn.Flatten(1)),
-            ("classifier", kids["classifier"]),
-        ]
-    if isinstance(model, (tv.MobileNetV2, tv.MobileNetV3, tv.EfficientNet, tv.ConvNeXt)):
-        steps = _block_steps("features", model.features)
-        if isinstance(model, tv.MobileNetV2):
-            return steps + [
-                ("_pool", _GlobalAvgPool()),
-                ("_flatten", nn.Flatten(1)),
-                ("classifier", kids["classifier"]),
-            ]
-        if isinstance(model, tv.ConvNeXt):  # its classifier flattens by itself
-            return steps + [("avgpool", kids["avgpool"]), ("classifier", kids["classifier"])]
-        return steps + [
-            ("avgpool", kids["avgpool"]),
-            ("_flatten", nn.Flatten(1)),
-            ("classifier", kids["classifier"]),
-        ]
-    raise UnsupportedModel(
-        f"cannot derive split points for {type(model).__name__}: supported are VGG, AlexNet, "
-        "ResNet, RegNet, ShuffleNetV2, MobileNetV2/V3, EfficientNet and ConvNeXt"
-    )
+def model_graph(model: nn.Module, input_size: int | tuple[int, int] = DEFAULT_SIZE,
+                in_channels: int = 3) -> graph.ModelGraph:  # fmt: skip
+    """``model``'s traced graph and cut points for an input of ``input_size``."""
+    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    head_name, _ = classifier_head(model)
+    try:
+        mg = graph.analyse(model, (in_channels, *hw), head_name)
+    except graph.GraphError as e:
+        raise UnsupportedModel(str(e)) from e
+    if not any(p.probe for p in mg.cut_points):
+        found = ", ".join(p.name for p in mg.cut_points) or "none"
+        raise UnsupportedModel(
+            f"{type(model).__name__} has no usable cut point before its classifier "
+            f"{head_name!r} (cut points: {found}): no single tensor carries everything the "
+            "network needs between its blocks"
+        )
+    return mg
 
 
-def _block_steps(prefix: str, seq: nn.Sequential) -> list[tuple[str, nn.Module]]:
-    """Children of ``seq``; a plain Sequential made only of composite blocks (a stage) is
-    opened into its blocks, so stages of EfficientNet/ConvNeXt give one point per block."""
-    steps = []
-    for n, m in seq.named_children():
-        kids = list(m.children())
-        if type(m) is nn.Sequential and kids and all(list(k.children()) for k in kids):
-            steps += [(f"{prefix}.{n}.{b}", k) for b, k in m.named_children()]
-        else:
-            steps.append((f"{prefix}.{n}", m))
-    return steps
+def cut_points(model: nn.Module, input_size: int | tuple[int, int] = DEFAULT_SIZE):
+    """Every cut point of ``model`` (:class:`isplit.nets.graph.CutPoint`), in order."""
+    return model_graph(model, input_size).cut_points
 
 
-def run_chain(steps: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> torch.Tensor:
-    for _, m in steps:
-        x = m(x)
-    return x
+def probe_points(
+    model: nn.Module, variant: str = "paper", input_size: int | tuple[int, int] = DEFAULT_SIZE
+) -> list[ProbePoint]:
+    """The ordered candidate split points of ``model`` (docs/methods.md §1.2), described at
+    ``input_size``.
 
-
-# --------------------------------------------------------------------------- probe points
-
-
-def probe_points(model: nn.Module, variant: str = "paper") -> list[ProbePoint]:
-    """The ordered candidate split points of ``model`` (docs/methods.md §1.2).
-
-    ``paper``: VGG16 the 13 post-ReLU conv outputs and 5 pools (18); ResNet the stem ReLU,
-    maxpool and every residual block's output; MobileNetV2 each ``features`` block; other
-    families each block. ``public-code`` reproduces the public I-SPLIT probe list where it
-    differs: VGG's *pre*-ReLU conv outputs except block1_conv2, which is the ReLU after conv1_2
-    (the skip-list bug), and ResNet's raw ``conv1`` output (before BN and ReLU).
+    ``paper``: the block cut points (:mod:`isplit.nets.graph`): VGG16's 13 post-ReLU conv
+    outputs and 5 pools (18); ResNet's stem ReLU, maxpool and every residual block;
+    MobileNetV2's ``features`` blocks. ``public-code`` reproduces the public I-SPLIT probe list
+    where it differs: VGG's *pre*-ReLU conv outputs except block1_conv2, which is the ReLU
+    after conv1_2 (the skip-list bug), and ResNet's raw ``conv1`` output (before BN and ReLU).
     """
     if variant not in VARIANTS:
         raise ValueError(f"probe variant {variant!r} is not one of {VARIANTS}")
+    cuts = model_graph(model, input_size).cut_points
+    by_name = {p.name: p for p in cuts}
+    picked = [(p.name, _short_label(p.name)) for p in cuts if p.probe]
     tv = torchvision.models
-    steps = chain(model)
-    index = {n: i for i, (n, _) in enumerate(steps)}
-    picked: list[tuple[str, str]] = []  # (name, label)
     if isinstance(model, (tv.VGG, tv.AlexNet)):
         picked = _vgg_points(model, variant)
     elif isinstance(model, tv.ResNet):
-        first = ("conv1", "conv1") if variant == "public-code" else ("relu", "conv1")
-        picked = [first, ("maxpool", "maxpool")]
-        for n, m in steps:
-            if n.startswith("layer"):
-                layer, i = n.split(".")
-                kind = type(m).__name__.lower()
-                picked.append((n, f"{layer}_{kind}_{int(i) + 1}"))
-    else:
-        body = [n for n, _ in steps if not n.startswith("_") and n not in _tail_names(model)]
-        picked = [(n, _short_label(n)) for n in body]
-    return [
-        ProbePoint(index=i, name=n, label=lab, chain_index=index[n])
-        for i, (n, lab) in enumerate(picked)
-    ]
-
-
-def _tail_names(model: nn.Module) -> set[str]:
-    """Steps after the last feature map (pooling, classifier): not split points, since the
-    split after global pooling is the trivial 'all on device' case."""
-    return {"avgpool", "classifier", "fc"}
+        blocks = [p.name for p in cuts if p.probe and p.name.startswith("layer")]
+        stem = "conv1" if variant == "public-code" else "relu"
+        picked = [(stem, "conv1"), ("maxpool", "maxpool")]
+        for name in blocks:
+            layer, i = name.split(".")
+            kind = type(model.get_submodule(name)).__name__.lower()
+            picked.append((name, f"{layer}_{kind}_{int(i) + 1}"))
+    out = []
+    for i, (name, label) in enumerate(picked):
+        c = by_name[name]
+        out.append(ProbePoint(i, name, label, c.index, c.shape, c.numel, c.bytes, c.channel_axis))
+    return out
 
 
 def _short_label(name: str) -> str:
@@ -289,35 +346,19 @@ def _vgg_points(model: nn.Module, variant: str) -> list[tuple[str, str]]:
     return out
 
 
-@torch.no_grad()
 def describe(
     model: nn.Module,
     points: Sequence[ProbePoint] | None = None,
-    input_size: int | tuple[int, int] = 224,
+    input_size: int | tuple[int, int] = DEFAULT_SIZE,
     in_channels: int = 3,
 ) -> list[ProbePoint]:
     """``points`` (default: the paper's) with each activation's shape and float32 bytes for
-    one image of ``input_size``, measured with a forward pass in eval mode."""
-    points = list(points) if points is not None else probe_points(model)
-    hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    steps = chain(model)
-    wanted = {p.chain_index for p in points}
-    shapes: dict[int, tuple[int, ...]] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        x = torch.zeros(1, in_channels, *hw)
-        for i, (_, m) in enumerate(steps[: max(wanted) + 1]):
-            x = m(x)
-            if i in wanted:
-                shapes[i] = tuple(x.shape[1:])
-    finally:
-        model.train(was_training)
+    one image of ``input_size``."""
+    cuts = {c.name: c for c in model_graph(model, input_size, in_channels).cut_points}
+    points = list(points) if points is not None else probe_points(model, "paper", input_size)
     out = []
     for p in points:
-        shape = shapes[p.chain_index]
-        numel = 1
-        for s in shape:
-            numel *= s
-        out.append(ProbePoint(p.index, p.name, p.label, p.chain_index, shape, numel, 4 * numel))
+        c = cuts[p.name]
+        out.append(ProbePoint(p.index, p.name, p.label, c.index, c.shape, c.numel, c.bytes,
+                              c.channel_axis))  # fmt: skip
     return out

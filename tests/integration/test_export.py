@@ -59,7 +59,8 @@ def exported(tmp_path_factory, array_dataset):
 @pytest.mark.parametrize(("name", "layer"), CASES)
 def test_exported_pair_matches_split_model(exported, array_dataset, name, layer, quant_bits):
     path, out_dir, files, split = exported(name, layer, quant_bits)
-    assert [p.name for p in files] == ["device.pt2", "server.pt2", "manifest.json"]
+    names = ["device.pt2", "server.pt2", "device.onnx", "server.onnx", "manifest.json"]
+    assert [p.name for p in files] == names
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(p.name for p in files)
     assert [p.name for p in out_dir.parent.iterdir()] == [layer]  # no temp dir left behind
 
@@ -85,6 +86,25 @@ def test_exported_pair_matches_split_model(exported, array_dataset, name, layer,
     assert manifest["input"]["shape"] == [3, 32, 32]
     assert manifest["input"]["mean"] == [0.485, 0.456, 0.406]
     assert manifest["format"] == "torch.export"
+
+    # the ONNX halves, in onnxruntime: the same codes (8-bit: exactly) and logits
+    onnx_dev, onnx_srv, _ = export.load_exported(out_dir, runtime="onnx")
+    o_code = onnx_dev(x)
+    o_code = o_code if isinstance(o_code, tuple) else (o_code,)
+    t_code = code if isinstance(code, tuple) else (code,)
+    if quant_bits:
+        assert o_code[0].dtype == torch.uint8 and torch.equal(o_code[0], t_code[0])
+        torch.testing.assert_close(o_code[1:], t_code[1:], rtol=1e-5, atol=1e-6)
+    else:
+        torch.testing.assert_close(o_code[0], t_code[0], rtol=1e-4, atol=1e-4)
+    o_logits = onnx_srv(*o_code)
+    torch.testing.assert_close(o_logits, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(o_logits.argmax(1), ref.argmax(1))
+    assert torch.equal(onnx_srv(*onnx_dev(x[:1])).argmax(1) if quant_bits
+                       else onnx_srv(onnx_dev(x[:1])).argmax(1), ref[:1].argmax(1))  # fmt: skip
+    for side in ("device", "server"):
+        assert manifest["onnx"][side]["file"] == f"{side}.onnx"
+    assert max(manifest["onnx"]["max_abs_diff_vs_torch"].values()) <= 1e-4
 
 
 SCRIPT = textwrap.dedent(
@@ -124,6 +144,24 @@ def test_export_runs_without_isplit_and_serves(exported, array_dataset, tmp_path
     with running_server(path) as (address, _):
         rows = device.stream(address, half, frames, timeout_s=10)
     assert [r["pred"] for r in rows] == reference_predictions(path, frames)
+
+
+def test_onnx_halves_serve_over_tcp(exported, array_dataset):
+    """isplit device / isplit serve with runtime onnx: both halves in onnxruntime give the
+    split model's predictions, and the ONNX pair is accepted by a torch server (one split)."""
+    path, out_dir, _, _ = exported("mobilenet_v2", "features.3", 8)
+    dev = wire.load_half(out_dir, "device", runtime="onnx")
+    srv = wire.load_half(out_dir, "server", runtime="onnx")
+    frames = device.load_frames(array_dataset, "test", dev.input_cfg, n=9)
+    expected = reference_predictions(path, frames)
+    with running_server(srv) as (address, _):
+        rows = device.stream(address, dev, frames, timeout_s=10)
+    assert [r["pred"] for r in rows] == expected
+    with running_server(path) as (address, _):
+        rows = device.stream(address, dev, frames, timeout_s=10)
+    assert [r["pred"] for r in rows] == expected
+    with pytest.raises(ValueError, match="runs an export directory"):
+        wire.load_half(path, "device", runtime="onnx")
 
 
 def test_failed_export_leaves_the_old_one(exported, monkeypatch):

@@ -41,7 +41,8 @@ def test_bad_model_and_weights_fail_the_dry_run(tmp_path):
     )
     r = snakemake("-n", "--configfile", str(bad), check=False)
     out = r.stdout + r.stderr
-    assert r.returncode != 0 and "experiments.e.model: 'resnet9000' is not a supported" in out
+    assert r.returncode != 0
+    assert "experiments.e.model: 'resnet9000' is not a torchvision classifier" in out
     assert "vgg16" in out  # the supported names are listed
     bad.write_text(
         "datasets: {d: {source: animal-mnist}}\n"
@@ -198,6 +199,11 @@ def test_tiny_run_every_later_output_parses(tiny_run):
         manifest = json.loads((res / "deploy" / layer / "manifest.json").read_text())
         assert manifest["layer"] == layer
         assert (res / "deploy" / layer / "device.pt2").stat().st_size > 0
+        assert {"device.onnx", "server.onnx"} <= {
+            p.name for p in (res / "deploy" / layer).iterdir()
+        }
+    measured = pd.read_parquet(res / "latency" / "measured.parquet")  # a default target
+    assert set(measured["layer"]) == {*layers, "LC"} and (measured["n"] >= 0).all()
     splits = pd.read_parquet(res / "splits.parquet")
     assert list(splits["layer"]) == layers
     assert (splits["n_seeds"] == len(seeds)).all()

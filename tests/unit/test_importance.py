@@ -46,7 +46,7 @@ def _wide(frame: pd.DataFrame) -> np.ndarray:
 @pytest.mark.parametrize("name", NAMES)
 def test_batched_equals_per_image_reference(name):
     model = _model(name).double()
-    points = models.probe_points(model)
+    points = models.probe_points(model, input_size=32)
     x, y = _data(2, 32, torch.float64)
     loader = [(x[:1], y[:1]), (x[1:], y[1:])]  # two batches: sample positions run on
     stats = importance.ChannelStats(5)
@@ -70,7 +70,7 @@ def test_equals_captum_layer_gradcam(name):
     from captum.attr import LayerGradCam
 
     model = _model(name)
-    points = models.probe_points(model)
+    points = models.probe_points(model, input_size=32)
     chans = {p.index: p.shape[0] for p in models.describe(model, points, 32)}
     x, y = _data(2, 32)
     ours = _wide(importance.extract(model, points, [(x, y)]))
@@ -95,7 +95,7 @@ def test_public_code_variant_reproduces_train_mode_bn_collapse():
     collapsed = {"conv1", "maxpool", "layer1.2", "layer2.3", "layer3.5"}  # docs/methods.md §1.4
 
     def max_alpha(variant):
-        points = models.probe_points(model, variant)
+        points = models.probe_points(model, variant, 64)
         stats = importance.ChannelStats(5)
         importance.extract(
             model, points, [(x, y)], target="pred", variant=variant, channel_stats=stats
@@ -120,7 +120,7 @@ def test_public_code_variant_equals_train_mode_reference(name, size):
     """Batch-1 train mode (BN batch statistics, VGG's dropout with the same RNG stream), the
     predicted class and the public probe list (VGG pre-ReLU convs + block1_conv2 quirk)."""
     model = _model(name)
-    points = models.probe_points(model, "public-code")
+    points = models.probe_points(model, "public-code", size)
     x, y = _data(2, size)
     torch.manual_seed(7)
     frame = importance.extract(model, points, [(x, y)], target="pred", variant="public-code")
@@ -132,7 +132,7 @@ def test_public_code_variant_equals_train_mode_reference(name, size):
 
 def test_extract_columns_dtypes_options():
     model = _model("mobilenet_v2")
-    points = models.probe_points(model)
+    points = models.probe_points(model, input_size=32)
     x, y = _data(3, 32)
     frame = importance.extract(model, points, [(x, y)])
     assert list(frame.columns) == ["sample", "label", "pred", "layer", "layer_index", "cui"]
@@ -165,7 +165,7 @@ def test_extract_columns_dtypes_options():
     assert sorted(set(sub["layer_index"])) == [3, 4]
     with pytest.raises(ValueError, match="target"):
         importance.extract(model, points, [(x, y)], target="gt")
-    with pytest.raises(ValueError, match="no module"):
+    with pytest.raises(ValueError, match="'nope' is not a cut point of MobileNetV2"):
         importance.extract(model, ["nope"], [(x, y)])
 
 
@@ -210,14 +210,16 @@ def test_run_writes_streamed_parquet(tmp_path, array_dataset):
     assert md["variant"] == "paper" and md["target"] == "label" and md["classes"] == classes
     assert [p["label"] for p in md["probe_points"]][:2] == ["f0", "f1"]
     # the CDE curve travels with the data: sizes at the model's input size
-    sizes = [p.bytes for p in models.describe(model, models.probe_points(model), 32)]
+    sizes = [p.bytes for p in models.describe(model, models.probe_points(model, input_size=32), 32)]
     assert [p["bytes"] for p in md["probe_points"]] == sizes
     assert md["input_bytes"] == 4 * 3 * 32 * 32
 
     c_file = pq.ParquetFile(outs[0] / "channels.parquet")
     assert c_file.schema_arrow.equals(importance.CHANNELS_SCHEMA, check_metadata=False)
     channels = pd.read_parquet(outs[0] / "channels.parquet")
-    chans = [p.shape[0] for p in models.describe(model, models.probe_points(model), 32)]
+    chans = [
+        p.shape[0] for p in models.describe(model, models.probe_points(model, input_size=32), 32)
+    ]
     assert len(channels) == 3 * sum(chans)
     assert channels.groupby("class")["n"].first().tolist() == [4, 4, 4]
 
@@ -231,7 +233,10 @@ def test_run_writes_streamed_parquet(tmp_path, array_dataset):
     )
     stats = importance.ChannelStats(3)
     frame = importance.extract(
-        model, models.probe_points(model), DataLoader(ds, batch_size=4), channel_stats=stats
+        model,
+        models.probe_points(model, input_size=32),
+        DataLoader(ds, batch_size=4),
+        channel_stats=stats,
     )
     np.testing.assert_allclose(samples["cui"].to_numpy(), frame["cui"].to_numpy(), rtol=1e-6)
     first = channels[(channels["layer_index"] == 5) & (channels["class"] == 1)]

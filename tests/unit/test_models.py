@@ -1,8 +1,13 @@
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 
-from isplit.nets import models
+from isplit.nets import catalog, graph, models
 
 # Activation bytes at 224x224, float32, read off the public code's size curve (docs/methods.md §3.2)
 VGG16_BYTES = [
@@ -28,33 +33,102 @@ VGG16_BYTES = [
 RESNET50_BYTES = [3211264, 802816] + [3211264] * 3 + [1605632] * 4 + [802816] * 6 + [401408] * 3
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "vgg16",
-        "resnet50",
-        "mobilenet_v2",
-        "resnet18",
-        "efficientnet_b0",
-        "convnext_tiny",
-        "mobilenet_v3_small",
-        "regnet_y_400mf",
-        "alexnet",
-        "shufflenet_v2_x0_5",
-        "vgg11_bn",
-    ],
-)
-def test_chain_reproduces_forward(name):
+FAMILIES = ["vgg16", "resnet50", "mobilenet_v2", "resnet18", "efficientnet_b0",
+            "convnext_tiny", "mobilenet_v3_small", "regnet_y_400mf", "alexnet",
+            "shufflenet_v2_x0_5", "vgg11_bn"]  # fmt: skip
+MAIN = json.loads((Path(__file__).parent / "data" / "main_probe_points.json").read_text())
+
+
+@pytest.mark.parametrize("name", FAMILIES + ["densenet121", "googlenet", "swin_t"])
+def test_graph_halves_reproduce_forward(name):
+    """At every probe point, head and tail cut from the traced graph compose to the model,
+    bit for bit, at two batch sizes; the halves share the model's parameters."""
     torch.manual_seed(0)
     model = models.build(name, 7).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(model(x), models.run_chain(models.chain(model), x))
-    pts = models.probe_points(model)
+        ref = model(x)
+    mg = models.model_graph(model, 64)
+    pts = models.probe_points(model, input_size=64)
     assert len(pts) >= 5
-    names = dict(model.named_modules())
-    assert all(p.name in names for p in pts)
-    assert [p.chain_index for p in pts] == sorted(p.chain_index for p in pts)
+    assert [p.cut_index for p in pts] == sorted(p.cut_index for p in pts)
+    for p in pts[:: max(1, len(pts) // 6)] + pts[-1:]:
+        head, tail = graph.cut(mg, p.name)
+        with torch.no_grad():
+            a = head(x)
+            assert tuple(a.shape[1:]) == p.shape and p.bytes == 4 * a[0].numel()
+            assert torch.equal(tail(a), ref), p.name
+            # batch 1: the batch size the tail reads comes from the cut tensor, not the trace
+            torch.testing.assert_close(tail(head(x[:1])), ref[:1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "vgg11_bn", "regnet_x_400mf"])
+def test_probe_points_are_mains(name):
+    """The default probe points (both variants) of a few of the 56 models main cut by hand
+    (the rest: the slow test below)."""
+    check_against_main(name)
+
+
+@pytest.mark.slow
+def test_every_one_of_mains_56_models_keeps_its_probe_points():
+    for name in MAIN["probe_points"]:
+        check_against_main(name)
+
+
+def check_against_main(name):
+    with models.meta_init():
+        model = models.build(name, 1000)
+    for variant in models.VARIANTS:
+        got = [[p.name, p.label] for p in models.probe_points(model, variant, 64)]
+        assert got == MAIN["probe_points"][name][variant], (name, variant)
+        cuts = {c.name for c in models.cut_points(model, 64)}
+        assert {n for n, _ in got} <= cuts
+
+
+@pytest.mark.slow
+def test_every_torchvision_classifier_has_cut_points():
+    """Every classifier of torchvision's registry traces and has probe points (on the meta
+    device: structure only, no weights)."""
+    sizes = {"maxvit_t": 224, "vit_h_14": 112, "inception_v3": 96}
+    counts = {}
+    for name in torchvision.models.list_models(module=torchvision.models):
+        size = sizes.get(name, 64)
+        with models.meta_init():
+            model = models.build(name, 10, image_size=size)
+        cuts = models.cut_points(model, size)
+        counts[name] = (len(cuts), sum(c.probe for c in cuts))
+        assert counts[name][1] >= 5, (name, counts[name])
+    assert set(counts) == set(catalog.MODEL_NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MAIN["cui"]))
+def test_cui_equals_mains(name):
+    """Grad-CAM CUI through the graph's taps equals main's hooks on modules, to 1e-6."""
+    check_cui(name)
+
+
+def test_cui_equals_mains_for_the_default_model():
+    check_cui("mobilenet_v2")
+
+
+def check_cui(name):
+    from isplit.importance import gradcam
+
+    rec = MAIN["cui"][name]
+    torch.manual_seed(0)
+    model = models.build(name, 5).eval()
+    size = rec["image_size"]
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3])
+    for variant in ("paper", "public-code"):
+        if variant not in rec:
+            continue
+        pts = models.probe_points(model, variant, size)
+        assert [p.name for p in pts] == rec[variant]["layers"]
+        frame = gradcam.extract(model, pts, [(x, y)], target="label", variant=variant)
+        got = frame.pivot(index="sample", columns="layer_index", values="cui").to_numpy()
+        np.testing.assert_allclose(got, np.array(rec[variant]["cui"]), rtol=0, atol=1e-6)
 
 
 def test_paper_probe_points_and_sizes():
@@ -114,8 +188,11 @@ def test_bad_weights_are_named(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth"):
         models.build("mobilenet_v2", 3, weights=junk)
-    with pytest.raises(models.UnsupportedModel, match="DenseNet"):
-        models.build("densenet121", 3)
+    with pytest.raises(ValueError, match=r"missing keys \['features.0.0.weight'"):
+        models.build("mobilenet_v2", 3, weights=path)
+    torch.save(torchvision_model("resnet18"), tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match="pickled object .*ResNet.*save model.state_dict"):
+        models.build("resnet18", 3, weights=tmp_path / "pickled.pth")
     with pytest.raises(models.UnsupportedModel, match="unknown torchvision model"):
         models.build("no_such_net", 3)
 

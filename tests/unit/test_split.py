@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from isplit.nets import models, split
+from isplit.nets import bottlenecks, models, split
 
 NETS = ["vgg16", "resnet50", "mobilenet_v2"]
 
@@ -19,17 +19,15 @@ def test_identity_split_at_every_probe_point(nets, name):
     with torch.no_grad():
         ref = model(x)
     own = {id(p) for p in model.parameters()}
-    points = models.probe_points(model)
+    points = models.probe_points(model, input_size=64)
     for p in points:  # the last point included
         s = split.split_model(model, p.name, input_shape=(3, 64, 64)).eval()
         with torch.no_grad():
             assert torch.equal(s(x), ref), p.name
+            assert tuple(s.head(x).shape[1:]) == p.shape  # the probed activation crosses
         head = {id(q) for q in s.head.parameters()}
         tail = {id(q) for q in s.tail.parameters()}
         assert not head & tail and head | tail == own, p.name
-        assert s.head.names[-1] == p.name
-    last = split.split_model(model, points[-1].name, input_shape=(3, 64, 64))
-    assert last.head.names[-1] == points[-1].name
 
 
 @pytest.mark.parametrize("name", NETS)
@@ -37,7 +35,7 @@ def test_autoencoder_shapes_and_bytes_at_every_probe_point(nets, name):
     model = nets[name]
     for size in (64, 37):  # an odd size exercises the computed output padding
         x = torch.randn(2, 3, size, size)
-        for p in models.probe_points(model):
+        for p in models.probe_points(model, input_size=size):
             spec = {"ratio": 8, "stages": 2}
             s = split.split_model(model, p.name, "ae", input_shape=(3, size, size), spec=spec)
             s.eval()
@@ -69,9 +67,9 @@ def test_bytes_match_public_code_sizes(nets):
 
 
 def test_quantised_code_and_options():
-    ae = split.AEBottleneck((64, 16, 16), ratio=8, stages=3, quant_bits=8)
+    ae = bottlenecks.AEBottleneck((64, 16, 16), ratio=8, stages=3, quant_bits=8)
     assert ae.code_shape == (32, 2, 2)
-    assert ae.transmitted_bytes() == 32 * 2 * 2 + split.QUANT_HEADER_BYTES
+    assert ae.transmitted_bytes() == 32 * 2 * 2 + bottlenecks.QUANT_HEADER_BYTES
     a = torch.randn(4, 64, 16, 16, requires_grad=True)
     z = ae.encoder(a)
     q = ae.quantize(z)
@@ -81,7 +79,7 @@ def test_quantised_code_and_options():
     assert torch.all((q - z).flatten(1).abs().amax(1) <= step / 2 + 1e-6)
     ae(a).sum().backward()  # straight-through: the encoder still gets gradients
     assert ae.encoder[0].weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="not a split point"):
+    with pytest.raises(ValueError, match="'layer1.0.conv1' is not a split point .*layer1.0,"):
         split.split_model(models.build("resnet18", 3), "layer1.0.conv1", input_shape=(3, 32, 32))
 
 
@@ -92,7 +90,7 @@ def test_raw_activation_can_be_quantised_too():
     q = split.split_model(
         model, "layer3.1", "none", input_shape=(3, 32, 32), spec={"quant_bits": 8}
     )
-    assert q.transmitted_bytes() == 256 * 2 * 2 + split.QUANT_HEADER_BYTES
+    assert q.transmitted_bytes() == 256 * 2 * 2 + bottlenecks.QUANT_HEADER_BYTES
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(s(x), model(x))

@@ -23,9 +23,26 @@ check_experiments(config)
 DATASETS = config["datasets"]
 EXPERIMENTS = config["experiments"]
 DOWNLOADS = config["downloads"]
+# a python: model's file is looked for in the repository, then beside the config files; each
+# model is then built and traced once in a subprocess (cached), so one that cannot be split
+# fails here, not after the download
+_MODEL_SEARCH = [workflow.basedir, *(str(Path(f).parent) for f in workflow.configfiles)]
 for _name, _exp in EXPERIMENTS.items():
-    isplit_catalog.check_model_name(_exp["model"], f"experiments.{_name}.model")
-    isplit_weights.check_spec(_exp["weights"], f"experiments.{_name}.weights")
+    _where = f"experiments.{_name}.model"
+    _exp["model"] = isplit_catalog.check_model(_exp["model"], _where, _MODEL_SEARCH)
+    isplit_weights.check_spec(
+        _exp["weights"], f"experiments.{_name}.weights", model=_exp["model"]
+    )
+    isplit_catalog.check_graph(_exp["model"], _exp["input"]["image_size"], _where)
+    # this machine as the device: the measured onnxruntime profile is its timing table
+    if _exp["latency"]["server"] == "measured":
+        raise ValueError(
+            f"experiments.{_name}.latency.server: 'measured' times device halves only"
+        )
+    if _exp["latency"]["device"] == "measured":
+        _exp["latency"]["device"] = {
+            "table": f"results/{_name}/latency/measured.parquet"
+        }
 
 # Jobs need a `python` where this checkout is installed. Started from a venv that is not on
 # PATH, the shell finds the system python instead; then the interpreter running Snakemake is put
@@ -153,6 +170,10 @@ def exp_value(key):
 def finetune_inputs(wildcards):
     e = EXPERIMENTS[wildcards.exp]
     inputs = {"dataset": dataset_dir(e["dataset"])}
+    if (
+        isplit_catalog.kind(e["model"]) == "python"
+    ):  # editing the network reruns from here
+        inputs["network"] = isplit_catalog.python_parts(e["model"])[0]
     w = weights_file(wildcards.exp)
     if w:
         inputs["weights"] = w
@@ -235,6 +256,28 @@ def latency_value(key):
     return lambda wildcards: EXPERIMENTS[wildcards.exp]["latency"][key]
 
 
+def measured_eval_images(wildcards):
+    """The validation and test images the measured profile scores: those retraining scores."""
+    n = EXPERIMENTS[wildcards.exp]["retrain"]["eval_subset"]
+    return f"--eval-images {n}" if n else ""
+
+
+def measured_table(exp):
+    return f"results/{exp}/latency/measured.parquet"
+
+
+def local_compute_table(wildcards):
+    """The timing table simulate_latency reads as this machine's: compute.parquet when a side
+    is timed with scale or a table of its own, else the measured profile when the device is
+    this machine (``device: measured``), else none."""
+    lat = EXPERIMENTS[wildcards.exp]["latency"]
+    measured = measured_table(wildcards.exp)
+    sides = [lat[s] for s in ("device", "server")]
+    if any("scale" in s or s.get("table", measured) != measured for s in sides):
+        return [f"results/{wildcards.exp}/latency/compute.parquet"]
+    return [measured] if any(s.get("table") == measured for s in sides) else []
+
+
 def latency_tables(wildcards):
     """Compute tables measured on a real device or server: read by the simulation, so
     declared as its inputs (editing one reruns the latency stage)."""
@@ -300,5 +343,6 @@ def final_targets():
             f"results/{exp}/figures/latency_accuracy.png",
             f"results/{exp}/summary.md",
             f"results/{exp}/camera/camera.parquet",
+            measured_table(exp),
         ]
     return targets

@@ -35,11 +35,7 @@ rule simulate_latency:
         tables=latency_tables,
         # this machine's timings only where a side is timed (scale, or a table: its rows are
         # picked by the local table's model and input size); named profiles need none
-        compute=lambda wildcards: [
-            f"results/{wildcards.exp}/latency/compute.parquet"
-            for side in ("device", "server")
-            if {"scale", "table"} & set(EXPERIMENTS[wildcards.exp]["latency"][side])
-        ][:1],
+        compute=local_compute_table,
     output:
         "results/{exp}/latency.parquet",
     log:
