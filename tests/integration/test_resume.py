@@ -14,7 +14,6 @@ from isplit.nets import models, split
 from tools.synthetic import INPUT
 from tools.synthetic import TRAIN_CFG as CFG
 
-
 FINETUNE_OUTPUTS = ("model.pt", "metrics.json", "history.csv", "predictions.parquet")
 
 
