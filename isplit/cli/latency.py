@@ -29,15 +29,15 @@ from isplit.cli.options import EXISTING, JSON, PATH
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.argument("splits", nargs=-1, type=EXISTING)
 def profile(model_path, out_path, repeats, warmup, threads, splits):
-    """Time head/encoder/decoder/tail of each split model (SPLITS: .../<layer>/seed<k>/model.pt)
-    at batch 1 on this machine. Run it on the real device and point the config's
+    """Time head/encoder/decoder/tail of each split model (SPLITS: .../<layer>/model.pt) at
+    batch 1 on this machine. Run it on the real device and point the config's
     latency.device.table at the output."""
     from isplit.latency import profiling
 
     df = profiling.run(
         model_path=model_path,
-        # .../splits/<layer>/seed<k>/model.pt
-        split_paths={Path(p).parents[1].name: p for p in splits},
+        # .../splits/<layer>/model.pt, as retrain_split writes it
+        split_paths={Path(p).parent.name: p for p in splits},
         out_path=out_path,
         repeats=repeats,
         warmup=warmup,

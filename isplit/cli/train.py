@@ -14,16 +14,35 @@ from isplit.cli.options import EXISTING, JSON, PATH
 @click.option("--input", "input_cfg", type=JSON, required=True)
 @click.option("--config", "cfg", type=JSON, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=PATH, required=True)
+@click.option("--model-out", type=PATH, required=True, help="the fine-tuned model.pt")
+@click.option("--metrics-out", type=PATH, required=True)
+@click.option("--history-out", type=PATH, required=True, help="one CSV row per epoch")
+@click.option("--predictions-out", type=PATH, required=True)
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
-def finetune(dataset_dir, model_name, weights, input_cfg, cfg, seed, out_dir, threads, device):
-    """Fine-tune MODEL on a prepared dataset; resumes from OUT/checkpoint.pt."""
+def finetune(
+    dataset_dir,
+    model_name,
+    weights,
+    input_cfg,
+    cfg,
+    seed,
+    model_out,
+    metrics_out,
+    history_out,
+    predictions_out,
+    threads,
+    device,
+):
+    """Fine-tune MODEL on a prepared dataset; an interrupted job resumes from its last epoch."""
     from isplit.train import finetune as ft
 
     ft.run(
         dataset_dir=dataset_dir,
-        out_dir=out_dir,
+        model_out=model_out,
+        metrics_out=metrics_out,
+        history_out=history_out,
+        predictions_out=predictions_out,
         model_name=model_name,
         weights=None if weights == "none" else weights,
         input_cfg=input_cfg,

@@ -20,6 +20,7 @@ The sizes are the ``bytes`` column of the candidate table and the curve metadata
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +35,28 @@ KINDS = ("allowed", "isplit_max", "isplit_best", "cde")
 
 
 def cui_figures(
-    *, curve_path: str | Path, candidates_path: str | Path, out_dir: str | Path
+    *,
+    curve_path: str | Path,
+    candidates_path: str | Path,
+    cui_curve: Sequence[str | Path],
+    cui_per_class: Sequence[str | Path],
 ) -> list[Path]:
-    """Write ``cui_curve`` and ``cui_per_class`` (PNG + PDF) into ``out_dir``; return paths.
+    """Draw each figure into its paths (the format from each path's suffix, .png or .pdf);
+    return the paths written.
 
     ``candidates_path`` is ``candidates_all.tsv`` (every probe point with its flags)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cui_curve, cui_per_class = style.figure_paths(cui_curve), style.figure_paths(cui_per_class)
     curve = pd.read_parquet(curve_path)
     meta = read_metadata(curve_path)
     cands = style.read_flags(candidates_path)
     title = style.run_title(meta, keys=("variant", "target", "split"))
-    paths = _curve_figure(curve, cands, float(meta.get("input_bytes", math.nan)), title, out_dir)
-    paths += _per_class_figure(curve, cands, title, out_dir)
+    input_bytes = float(meta.get("input_bytes", math.nan))
+    paths = _curve_figure(curve, cands, input_bytes, title, cui_curve)
+    paths += _per_class_figure(curve, cands, title, cui_per_class)
     return paths
 
 
-def _curve_figure(curve, cands, input_bytes, title, out_dir) -> list[Path]:
+def _curve_figure(curve, cands, input_bytes, title, paths) -> list[Path]:
     g = curve[curve["group"] == "all"].sort_values("layer_index", kind="stable")
     g = g.reset_index(drop=True)
     li = g["layer_index"].to_numpy()
@@ -124,10 +130,10 @@ def _curve_figure(curve, cands, input_bytes, title, out_dir) -> list[Path]:
         l2.append("excluded from candidacy")
     style.legend_below(fig, h1 + h2, l1 + l2)
     ax.set_title(f"I-SPLIT CUI curve and activation size — {title}", fontsize=10)
-    return style.save_figure(fig, out_dir, "cui_curve")
+    return style.save_figure(fig, paths)
 
 
-def _per_class_figure(curve, cands, title, out_dir) -> list[Path]:
+def _per_class_figure(curve, cands, title, paths) -> list[Path]:
     cur = curve[curve["layer_index"] >= 0]
     g = cur[cur["group"] == "all"].sort_values("layer_index", kind="stable")
     layer_index = g["layer_index"].tolist()
@@ -135,7 +141,7 @@ def _per_class_figure(curve, cands, title, out_dir) -> list[Path]:
     per = cur[cur["group"] != "all"].sort_values(["class", "layer_index"], kind="stable")
     groups = list(dict.fromkeys(per["group"]))
     if not groups:
-        return style.message_figure("no per-class curves", out_dir, "cui_per_class")
+        return style.message_figure("no per-class curves", paths)
     mats, counts = {}, {}
     for name, sub in per.groupby("group", sort=False):
         v = sub.set_index("layer_index")["log10_mean"].reindex(layer_index)
@@ -153,11 +159,11 @@ def _per_class_figure(curve, cands, title, out_dir) -> list[Path]:
             best[name] = int(np.argmax(np.where(np.isfinite(mats[name]), mats[name], -np.inf)))
     if len(groups) <= MAX_PANELS:
         glob = g["log10_mean"].to_numpy(np.float64)
-        return _small_multiples(groups, mats, counts, best, glob, labels, title, out_dir)
-    return _heatmap(groups, mats, best, labels, title, out_dir)
+        return _small_multiples(groups, mats, counts, best, glob, labels, title, paths)
+    return _heatmap(groups, mats, best, labels, title, paths)
 
 
-def _small_multiples(groups, mats, counts, best, glob, labels, title, out_dir) -> list[Path]:
+def _small_multiples(groups, mats, counts, best, glob, labels, title, paths) -> list[Path]:
     ncols = min(4, len(groups))
     nrows = math.ceil(len(groups) / ncols)
     width = max(3.2, 0.22 * len(labels) + 1.0)
@@ -190,10 +196,10 @@ def _small_multiples(groups, mats, counts, best, glob, labels, title, out_dir) -
             ax.set_xlabel("probe point")
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Per-class CUI curves (true label) — {title}", fontsize=10)
-    return style.save_figure(fig, out_dir, "cui_per_class")
+    return style.save_figure(fig, paths)
 
 
-def _heatmap(groups, mats, best, labels, title, out_dir) -> list[Path]:
+def _heatmap(groups, mats, best, labels, title, paths) -> list[Path]:
     mat = np.vstack([mats[name] for name in groups])
     mat = np.where(np.isfinite(mat), mat, np.nan)  # -inf (CUI = 0) blank, not the darkest
     k, n = mat.shape
@@ -218,4 +224,4 @@ def _heatmap(groups, mats, best, labels, title, out_dir) -> list[Path]:
     ax.set_xlabel("probe point (split after this layer)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.18))
     ax.set_title(f"Per-class CUI (log10) — {title}", fontsize=10)
-    return style.save_figure(fig, out_dir, "cui_per_class")
+    return style.save_figure(fig, paths)

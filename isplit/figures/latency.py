@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,6 @@ from isplit.figures.style import LC_MARK, RC_MARK, Mark
 from isplit.latency.candidates import CAMERA_PREFIX, is_endpoint
 from isplit.latency.compute import LC
 
-STEM = "latency_accuracy"
 __all__ = ["latency_figure", "pick_setting", "plotted_accuracy"]
 
 # Hollow as defined: a panel fills a split or an end in its edge colour when it meets the QoS
@@ -63,11 +63,13 @@ def latency_figure(
     latency_path: str | Path,
     recommendation_path: str | Path,
     splits_path: str | Path,
-    out_dir: str | Path,
+    latency_accuracy: Sequence[str | Path],
     protocol: str | None = None,
     loss: float | None = None,
 ) -> list[Path]:
-    """Draw ``latency_accuracy.{png,pdf}`` into ``out_dir`` and return the two paths."""
+    """Draw ``latency_accuracy`` into its paths (the format from each path's suffix, .png or
+    .pdf) and return them."""
+    latency_accuracy = style.figure_paths(latency_accuracy)
     lat = pd.read_parquet(latency_path)
     rec = json.loads(Path(recommendation_path).read_text())
     splits = pd.read_parquet(splits_path)
@@ -114,7 +116,7 @@ def latency_figure(
     for ax, spec in to_label:
         ax.set_ylim(ax.get_ylim())
         style.place_labels(fig, ax, fontsize=7, **spec)
-    return style.save_figure(fig, Path(out_dir), STEM)
+    return style.save_figure(fig, latency_accuracy)
 
 
 def plotted_accuracy(d: pd.DataFrame, rec: dict) -> pd.Series:

@@ -18,14 +18,14 @@ MAX_CLASS_TICKS = 40  # above this many classes the heatmap labels every k-th ro
 PICK_COLUMN = {"color": "black", "lw": 2.2, "ls": (0, (4, 2))}
 
 
-def per_class_figure(splits: pd.DataFrame, q: dict, title: str, out_dir: Path) -> list[Path]:
+def per_class_figure(splits: pd.DataFrame, q: dict, title: str, paths) -> list[Path]:
     """Heatmap classes × evaluated splits; ``splits`` holds ``acc:<class>`` columns."""
     from matplotlib.patches import Rectangle
 
     acc_cols = [c for c in splits.columns if c.startswith("acc:")]
     if not acc_cols:
         msg = "no per-class accuracies in splits.parquet"
-        return style.message_figure(msg, out_dir, "per_class_accuracy")
+        return style.message_figure(msg, paths)
     classes = [c.split(":", 1)[1] for c in acc_cols]
     col_of = {layer: j for j, layer in enumerate(splits["layer"].astype(str))}
     mat = splits[acc_cols].to_numpy(np.float64).T  # classes × splits
@@ -97,4 +97,4 @@ def per_class_figure(splits: pd.DataFrame, q: dict, title: str, out_dir: Path) -
         parts.append("; ".join(notes))
     chars = int(width * 12)  # about what fits across the figure at this font size
     ax.set_title("\n".join(line for p in parts for line in textwrap.wrap(p, chars)), fontsize=9.5)
-    return style.save_figure(fig, out_dir, "per_class_accuracy")
+    return style.save_figure(fig, paths)

@@ -24,7 +24,7 @@ PREDICTOR_LABELS = {
 }
 
 
-def predictors_figure(q: dict, title: str, out_dir) -> list[Path]:
+def predictors_figure(q: dict, title: str, paths) -> list[Path]:
     """ρ and regret of every predictor, with their 95 % intervals."""
     names = [k for k in PREDICTOR_LABELS if k in q.get("predictors", {})]
     fig = Figure(figsize=(10.0, 4.6), layout="constrained")
@@ -55,7 +55,7 @@ def predictors_figure(q: dict, title: str, out_dir) -> list[Path]:
         f"'CUI adds to size': {verdict}",
         fontsize=9.5,
     )
-    return style.save_figure(fig, out_dir, "predictors")
+    return style.save_figure(fig, paths)
 
 
 def _finite(v) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from isplit.evaluation.pareto import pareto_front
-from isplit.figures import per_class, predictors, style
+from isplit.figures import per_class, style
+from isplit.figures.predictors import predictors_figure
 from isplit.io.tables import read_metadata
 from isplit.latency.candidates import CAMERA_PREFIX
 from isplit.latency.compute import LC, LC_RESULT_BYTES
@@ -46,17 +48,27 @@ def split_figures(
     curve_path: str | Path,
     candidates_path: str | Path,
     quality_path: str | Path,
-    out_dir: str | Path,
+    accuracy_by_split: Sequence[str | Path],
+    cui_vs_accuracy: Sequence[str | Path],
+    accuracy_vs_bytes: Sequence[str | Path],
+    per_class_accuracy: Sequence[str | Path],
+    predictors: Sequence[str | Path],
     camera_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write ``accuracy_by_split``, ``cui_vs_accuracy``, ``accuracy_vs_bytes`` and
-    ``per_class_accuracy`` (PNG + PDF each) into ``out_dir``; return the paths.
+    """Draw each figure into its paths (the format from each path's suffix, .png or .pdf);
+    return the paths written.
 
     ``candidates_path`` is ``candidates_all.tsv`` (every probe point with its flags);
     ``camera_path`` (``camera.parquet``) adds the camera's own options (raw frame, JPEG) beside
     LC to the accuracy-vs-bytes figure."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = {
+        "accuracy_by_split": accuracy_by_split,
+        "cui_vs_accuracy": cui_vs_accuracy,
+        "accuracy_vs_bytes": accuracy_vs_bytes,
+        "per_class_accuracy": per_class_accuracy,
+        "predictors": predictors,
+    }
+    out = {stem: style.figure_paths(p) for stem, p in out.items()}  # all, before drawing any
     splits = pd.read_parquet(splits_path).sort_values("layer_index", kind="stable")
     splits = splits.reset_index(drop=True)
     if not len(splits):
@@ -66,12 +78,13 @@ def split_figures(
     title = style.run_title(read_metadata(curve_path))
     title = f" — {title}" if title else ""
     kinds = _kinds(splits, style.read_flags(candidates_path))
-    paths = _accuracy_by_split(splits, curve, kinds, q, title, out_dir)
-    paths += _cui_vs_accuracy(splits, kinds, q, title, out_dir)
+    paths = _accuracy_by_split(splits, curve, kinds, q, title, out["accuracy_by_split"])
+    paths += _cui_vs_accuracy(splits, kinds, q, title, out["cui_vs_accuracy"])
     camera = pd.read_parquet(camera_path) if camera_path else None
-    paths += _accuracy_vs_bytes(splits, _no_split_options(q, camera), q, title, out_dir)
-    paths += per_class.per_class_figure(splits, q, title, out_dir)
-    paths += predictors.predictors_figure(q, title, out_dir)
+    ends = _no_split_options(q, camera)
+    paths += _accuracy_vs_bytes(splits, ends, q, title, out["accuracy_vs_bytes"])
+    paths += per_class.per_class_figure(splits, q, title, out["per_class_accuracy"])
+    paths += predictors_figure(q, title, out["predictors"])
     return paths
 
 
@@ -173,7 +186,7 @@ def _pad(set_lim, v, *, flat: float, least: float = 0.0, hi: float = 0.15) -> No
     set_lim(v.min() - 0.12 * r, v.max() + hi * r)
 
 
-def _accuracy_by_split(splits, curve, kinds, q, title, out_dir) -> list[Path]:
+def _accuracy_by_split(splits, curve, kinds, q, title, paths) -> list[Path]:
     g = curve[(curve["group"] == "all") & (curve["layer_index"] >= 0)]
     g = g.sort_values("layer_index", kind="stable").drop_duplicates("layer_index")
     # x axis: every probe point of the curve, plus any evaluated split the curve lacks
@@ -233,10 +246,10 @@ def _accuracy_by_split(splits, curve, kinds, q, title, out_dir) -> list[Path]:
     )
     sub = _predicted_line(q)
     ax.set_title(head + (f"\n{sub}" if sub else ""), fontsize=10)
-    return style.save_figure(fig, out_dir, "accuracy_by_split")
+    return style.save_figure(fig, paths)
 
 
-def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
+def _cui_vs_accuracy(splits, kinds, q, title, paths) -> list[Path]:
     m, acc_axis = _metric(q)
     x = splits["log10_cui"].to_numpy(np.float64)
     y = splits[m].to_numpy(np.float64)
@@ -275,7 +288,7 @@ def _cui_vs_accuracy(splits, kinds, q, title, out_dir) -> list[Path]:
     ax.set_title("\n".join(lines), fontsize=9.5)
     if len(xs):
         style.place_labels(fig, ax, xs, ys, labels)
-    return style.save_figure(fig, out_dir, "cui_vs_accuracy")
+    return style.save_figure(fig, paths)
 
 
 def _no_split_options(q: dict, camera: pd.DataFrame | None) -> pd.DataFrame:
@@ -297,7 +310,7 @@ def _no_split_options(q: dict, camera: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
-def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Path]:
+def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, paths) -> list[Path]:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     m, acc_axis = _metric(q)
@@ -375,4 +388,4 @@ def _accuracy_vs_bytes(splits, ends: pd.DataFrame, q, title, out_dir) -> list[Pa
         colors = ["black"] * n_ok + [style.LC_MARK.edge] * len(ends)
         bold = np.append(on[ok], end_on)
         style.place_labels(fig, ax, all_b, all_a, labels, bold=bold, colors=colors)
-    return style.save_figure(fig, out_dir, "accuracy_vs_bytes")
+    return style.save_figure(fig, paths)

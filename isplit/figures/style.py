@@ -9,6 +9,7 @@ the tables the stages wrote.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,24 +33,37 @@ def read_flags(path: str | Path):
     return cands
 
 
-def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
-    """``stem``.png and .pdf in ``out_dir``, each whole or not at all; the same figure gives
-    the same bytes (no dates or software versions in the files)."""
-    paths = []
-    for ext in ("png", "pdf"):
-        path = Path(out_dir) / f"{stem}.{ext}"
-        meta = {"CreationDate": None, "ModDate": None} if ext == "pdf" else {"Software": None}
-        with replacing(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", metadata=meta)
-        paths.append(path)
+# what each format's file would otherwise record that changes from run to run
+_METADATA = {".png": {"Software": None}, ".pdf": {"CreationDate": None, "ModDate": None}}
+
+
+def figure_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """``paths`` of one figure, checked: at least one, each ending in .png or .pdf (the format
+    it is drawn in); raises ValueError naming the first wrong one."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("a figure needs at least one path to write")
+    for path in paths:
+        if path.suffix.lower() not in _METADATA:
+            raise ValueError(f"{path}: a figure is written as .png or .pdf")
     return paths
 
 
-def message_figure(text: str, out_dir: str | Path, stem: str) -> list[Path]:
+def save_figure(fig: Figure, paths: Sequence[str | Path]) -> list[Path]:
+    """``fig`` into each of ``paths``, in the format its suffix names, each file whole or not
+    at all; the same figure gives the same bytes (no dates or software versions in the files)."""
+    paths = figure_paths(paths)
+    for path in paths:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", metadata=_METADATA[path.suffix.lower()])
+    return paths
+
+
+def message_figure(text: str, paths: Sequence[str | Path]) -> list[Path]:
     """A figure that says why there is nothing to draw: the workflow still expects the file."""
     fig = Figure(figsize=(6, 2))
     fig.text(0.5, 0.5, text, ha="center", va="center")
-    return save_figure(fig, out_dir, stem)
+    return save_figure(fig, paths)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,16 @@ def write_table(df, path: str | Path) -> None:
             df.to_parquet(tmp, index=False)
 
 
+def work_dir(output: str | Path, what: str) -> Path:
+    """``.<stem>-<what>/`` beside ``output``: where a job keeps what lets a rerun after a kill
+    resume (checkpoints, finished parts). No rule declares it, so the job removes it once its
+    outputs are written; hidden, so a directory listing shows the outputs only."""
+    output = Path(output)
+    path = output.parent / f".{output.stem}-{what}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from isplit import __version__
 from isplit.config import FinetuneSettings, InputSettings, settings
 from isplit.data.loader import read_classes, split_sets
-from isplit.io.files import replacing, write_json, write_table
+from isplit.io.files import work_dir, write_json, write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
 from isplit.train.loop import file_identity, fit, run_fingerprint, score
@@ -21,7 +22,10 @@ from isplit.train.loop import file_identity, fit, run_fingerprint, score
 def run(
     *,
     dataset_dir: str | Path,
-    out_dir: str | Path,
+    model_out: str | Path,
+    metrics_out: str | Path,
+    history_out: str | Path,
+    predictions_out: str | Path,
     model_name: str,
     weights: str | Path | None,
     input_cfg: InputSettings | dict,
@@ -31,10 +35,14 @@ def run(
     device: str = "auto",
     log=sys.stderr,
 ) -> dict:
-    """Writes ``model.pt``, ``metrics.json`` and ``history.csv`` into ``out_dir``."""
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    """Writes the fine-tuned ``model_out``, ``metrics_out`` (scores on train, val and test),
+    ``history_out`` (one CSV row per epoch) and ``predictions_out`` (every scored image's
+    prediction). The checkpoint of the last finished epoch is kept in a hidden work directory
+    beside ``metrics_out`` (:func:`isplit.io.files.work_dir`) until the outputs are written, so
+    a killed job resumes from it."""
+    dataset_dir = Path(dataset_dir)
     inp, c = settings("input", input_cfg), settings("finetune", cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    work = work_dir(metrics_out, "checkpoint")
     set_determinism(seed, threads)
     dev = pick_device(device)
     classes = read_classes(dataset_dir)
@@ -61,7 +69,7 @@ def run(
         "seed": seed,
         "version": __version__,
     }
-    checkpoint = out_dir / "checkpoint.pt"
+    checkpoint = work / "checkpoint.pt"
     t0 = time.perf_counter()
     history = fit(
         model,
@@ -102,11 +110,10 @@ def run(
         "seed": seed,
         "isplit_version": __version__,
     }
-    models.save_model(out_dir / "model.pt", model.cpu(), meta)
-    with replacing(out_dir / "history.csv") as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
-    write_table(predictions, out_dir / "predictions.parquet")
-    write_json(out_dir / "metrics.json", metrics)
+    models.save_model(model_out, model.cpu(), meta)
+    write_table(pd.DataFrame(history), history_out)
+    write_table(predictions, predictions_out)
+    write_json(metrics_out, metrics)
     # the finished model supersedes the checkpoint (which also holds optimiser state: large)
-    checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
     return metrics

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from isplit import __version__
 from isplit.config import RetrainSettings, settings
 from isplit.data.loader import read_classes, split_sets
-from isplit.io.files import write_json, write_table
+from isplit.io.files import work_dir, write_json, write_table
 from isplit.nets import models
 from isplit.nets.runtime import pick_device, set_determinism
 from isplit.nets.split import SplitModel, build_split, cost, save_split
@@ -115,8 +115,7 @@ def run(
         raise ValueError(f"retrain seeds must be distinct and at least one, got {seeds}")
     c = settings("retrain", cfg)
     model_out, metrics_out, predictions_out = map(Path, (model_out, metrics_out, predictions_out))
-    work = metrics_out.parent / f".{metrics_out.stem}-seeds"
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(metrics_out, "seeds")
     dataset_dir = Path(dataset_dir)
     set_determinism(seeds[0], threads)
     dev = pick_device(device)

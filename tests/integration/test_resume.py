@@ -14,6 +14,8 @@ from isplit.nets import models, split
 from tools.synthetic import INPUT
 from tools.synthetic import TRAIN_CFG as CFG
 
+FINETUNE_OUTPUTS = ("model.pt", "metrics.json", "history.csv", "predictions.parquet")
+
 
 def finetune_cmd(dataset, out, cfg=CFG):
     return [
@@ -33,8 +35,14 @@ def finetune_cmd(dataset, out, cfg=CFG):
         json.dumps(cfg),
         "--seed",
         "3",
-        "--out",
-        str(out),
+        "--model-out",
+        str(out / "model.pt"),
+        "--metrics-out",
+        str(out / "metrics.json"),
+        "--history-out",
+        str(out / "history.csv"),
+        "--predictions-out",
+        str(out / "predictions.parquet"),
         "--threads",
         "1",
     ]
@@ -52,7 +60,7 @@ def test_killed_run_resumes_to_identical_weights(array_dataset, tmp_path):
     proc = subprocess.Popen(
         finetune_cmd(array_dataset, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    ckpt = resumed / "checkpoint.pt"
+    ckpt = resumed / ".metrics-checkpoint" / "checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -69,7 +77,9 @@ def test_killed_run_resumes_to_identical_weights(array_dataset, tmp_path):
     a, b = state(full / "model.pt"), state(resumed / "model.pt")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not ckpt.exists()  # the finished model supersedes it
+    # the finished model supersedes the checkpoint: only the named outputs are left
+    assert sorted(p.name for p in resumed.iterdir()) == sorted(FINETUNE_OUTPUTS)
+    assert sorted(p.name for p in full.iterdir()) == sorted(FINETUNE_OUTPUTS)
 
     m_full = json.loads((full / "metrics.json").read_text())
     m_res = json.loads((resumed / "metrics.json").read_text())
@@ -140,6 +150,9 @@ def test_retrain_resumes_after_kill(array_dataset, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     r = subprocess.run(cmd(tmp_path / "b"), capture_output=True, text=True)
     assert r.returncode == 0 and "resuming from" in r.stderr, r.stderr
+    # the finished seeds and checkpoints went with the job: only the named outputs are left
+    outputs = ["metrics.json", "model.pt", "predictions.parquet"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == outputs
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)

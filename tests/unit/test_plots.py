@@ -14,8 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from matplotlib.image import imread
 
+from isplit.cli.figures import plot_cui
 from isplit.evaluation.pareto import pareto_front
 from isplit.figures import cui, latency, splits, style
 from isplit.importance.candidates import ALL_COLUMNS
@@ -224,6 +226,11 @@ def make_latency_inputs(root: Path, inputs: dict, *, max_p95_s: float = 0.2) -> 
     }
 
 
+def into(out: Path, stems) -> dict[str, list[Path]]:
+    """The figure arguments that draw each of ``stems`` as ``out/<stem>.png`` and ``.pdf``."""
+    return {s: [out / f"{s}.png", out / f"{s}.pdf"] for s in stems}
+
+
 def check_figures(paths, out: Path, stems, *, landscape=()) -> dict[str, np.ndarray]:
     """Exactly ``stems`` as PNG + PDF, whole, no temporary files left; returns the PNGs."""
     expected = [out / f"{s}.{e}" for s in stems for e in ("png", "pdf")]
@@ -252,9 +259,9 @@ def captured(monkeypatch):
     figs = {}
     save = style.save_figure
 
-    def keep(fig, out_dir, stem):
-        figs[stem] = fig
-        return save(fig, out_dir, stem)
+    def keep(fig, paths):
+        figs[Path(paths[0]).stem] = fig
+        return save(fig, paths)
 
     monkeypatch.setattr(style, "save_figure", keep)
     return figs
@@ -294,7 +301,7 @@ LANDSCAPE = ("accuracy_by_split", "cui_vs_accuracy", "accuracy_vs_bytes")
 def test_split_figures_mobilenet_all_points(tmp_path, captured):
     inputs = make_inputs(tmp_path / "in")
     out = tmp_path / "figs"
-    paths = splits.split_figures(**inputs, out_dir=out)
+    paths = splits.split_figures(**inputs, **into(out, SPLIT_FIGURES))
     images = check_figures(paths, out, SPLIT_FIGURES, landscape=LANDSCAPE)
     h, w = images["accuracy_by_split"].shape[:2]
     assert w > h  # wide x axis for 19 probe points
@@ -319,7 +326,9 @@ def test_accuracy_vs_bytes_shows_lc_and_the_camera_options(tmp_path, captured):
     )  # fmt: skip
     camera.to_parquet(tmp_path / "camera.parquet")
     out = tmp_path / "figs"
-    splits.split_figures(**inputs, out_dir=out, camera_path=tmp_path / "camera.parquet")
+    splits.split_figures(
+        **inputs, **into(out, SPLIT_FIGURES), camera_path=tmp_path / "camera.parquet"
+    )
     ax = captured["accuracy_vs_bytes"].axes[0]
     texts = {t.get_text(): t for t in ax.texts}
     assert {"LC", "raw", "jpeg90"} <= set(texts)
@@ -334,13 +343,15 @@ def test_accuracy_vs_bytes_shows_lc_and_the_camera_options(tmp_path, captured):
 def test_split_figures_subset_single_split_and_null_correlations(tmp_path):
     inputs = make_inputs(tmp_path / "in", evaluate=[7], null_corr=True, finetuned=None)
     out = tmp_path / "figs"
-    check_figures(splits.split_figures(**inputs, out_dir=out), out, SPLIT_FIGURES)
+    check_figures(splits.split_figures(**inputs, **into(out, SPLIT_FIGURES)), out, SPLIT_FIGURES)
 
 
 def test_split_figures_many_classes_is_a_tall_heatmap(tmp_path):
     inputs = make_inputs(tmp_path / "in", n_classes=200, evaluate=[1, 3, 6, 10, 13, 16, 18])
     out = tmp_path / "figs"
-    images = check_figures(splits.split_figures(**inputs, out_dir=out), out, SPLIT_FIGURES)
+    images = check_figures(
+        splits.split_figures(**inputs, **into(out, SPLIT_FIGURES)), out, SPLIT_FIGURES
+    )
     h, w = images["per_class_accuracy"].shape[:2]
     assert h > 1.5 * w
 
@@ -350,16 +361,16 @@ def test_split_figures_rerun_byte_identical(tmp_path):
     # the split figures: they hold the most (label placement, text); saving is shared
     inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:5], n_classes=3)
     out = tmp_path / "figs"
-    first = splits.split_figures(**inputs, out_dir=out)
+    first = splits.split_figures(**inputs, **into(out, SPLIT_FIGURES))
     data = {p: p.read_bytes() for p in first}
-    assert splits.split_figures(**inputs, out_dir=out) == first
+    assert splits.split_figures(**inputs, **into(out, SPLIT_FIGURES)) == first
     assert {p: p.read_bytes() for p in first} == data
 
 
 def test_cui_curve_sizes_flags_and_input_point(tmp_path, captured):
     inputs = make_inputs(tmp_path / "in", input_point=True, exclude_first=2, n_classes=5)
     out = tmp_path / "figs"
-    paths = cui.cui_figures(**cui_inputs(inputs), out_dir=out)
+    paths = cui.cui_figures(**cui_inputs(inputs), **into(out, CUI_FIGURES))
     check_figures(paths, out, CUI_FIGURES, landscape=("cui_curve",))
     ax, ax2 = captured["cui_curve"].axes
     # the size axis: the input image at x = 0, then the recorded sizes of the probe points
@@ -379,7 +390,9 @@ def test_cui_curve_sizes_flags_and_input_point(tmp_path, captured):
 def test_cui_per_class_heatmap_above_twelve_classes(tmp_path, captured):
     inputs = make_inputs(tmp_path / "in", n_classes=30)
     out = tmp_path / "figs"
-    images = check_figures(cui.cui_figures(**cui_inputs(inputs), out_dir=out), out, CUI_FIGURES)
+    images = check_figures(
+        cui.cui_figures(**cui_inputs(inputs), **into(out, CUI_FIGURES)), out, CUI_FIGURES
+    )
     (ax, _colorbar) = captured["cui_per_class"].axes
     (stars,) = ax.collections
     cand = pd.read_csv(inputs["candidates_path"], sep="\t")
@@ -401,17 +414,52 @@ def test_selected_candidates_only_are_refused(tmp_path):
         selected, sep="\t", index=False
     )
     with pytest.raises(ValueError, match="pass candidates_all.tsv"):
-        cui.cui_figures(**cui_inputs(inputs) | {"candidates_path": selected}, out_dir=tmp_path)
+        cui.cui_figures(
+            **cui_inputs(inputs) | {"candidates_path": selected}, **into(tmp_path, CUI_FIGURES)
+        )
     with pytest.raises(ValueError, match="pass candidates_all.tsv"):
-        splits.split_figures(**inputs | {"candidates_path": selected}, out_dir=tmp_path)
+        splits.split_figures(
+            **inputs | {"candidates_path": selected}, **into(tmp_path, SPLIT_FIGURES)
+        )
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_plot_command_writes_exactly_the_files_it_is_given(tmp_path):
+    """Each figure goes to the paths its option names, whatever they are called, in the
+    format of each suffix; a path that is not .png or .pdf, or a figure given no path, is
+    refused before anything is drawn."""
+    inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:4], n_classes=2)
+    args = ["--curve", str(inputs["curve_path"])]
+    args += ["--candidates-all", str(inputs["candidates_path"])]
+    out = tmp_path / "out"
+    runner = CliRunner()
+    r = runner.invoke(
+        plot_cui, [*args, "--cui-curve", str(out / "a.png"), "--cui-per-class", str(out / "b.svg")]
+    )
+    assert r.exit_code == 2 and f"{out / 'b.svg'}: a figure is written as .png" in r.output
+    r = runner.invoke(plot_cui, [*args, "--cui-curve", str(out / "a.png")])
+    assert r.exit_code == 2 and "--cui-per-class" in r.output
+    assert not out.exists()
+
+    r = runner.invoke(
+        plot_cui,
+        [*args, "--cui-curve", str(out / "one.pdf"), "--cui-curve", str(out / "sub" / "two.png"),
+         "--cui-per-class", str(out / "three.png")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["one.pdf", "sub/two.png", "three.png"]
+    assert (out / "one.pdf").read_bytes().startswith(b"%PDF")
+    assert (out / "sub" / "two.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_latency_figure(tmp_path):
     inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:8], n_classes=3)
     lat = make_latency_inputs(tmp_path / "in", inputs)
     out = tmp_path / "figs"
-    check_figures(latency.latency_figure(**lat, out_dir=out), out, ["latency_accuracy"])
+    check_figures(
+        latency.latency_figure(**lat, **into(out, ["latency_accuracy"])), out, ["latency_accuracy"]
+    )
     frame = pd.read_parquet(lat["latency_path"])
     assert latency.pick_setting(frame, "lte") == ("tcp", 0.01)
     with pytest.raises(ValueError, match="no tcp results at loss 0.05"):
@@ -424,21 +472,24 @@ def test_figures_import_no_torch(tmp_path):
     inputs = make_inputs(tmp_path / "in", shapes=MOBILENET_V2[:4], n_classes=2)
     lat = make_latency_inputs(tmp_path / "in", inputs)
     args = {k: str(v) for k, v in (inputs | lat).items()}
+    stems = (*CUI_FIGURES, *SPLIT_FIGURES, "latency_accuracy")
+    figs = {k: [str(p) for p in v] for k, v in into(tmp_path / "out", stems).items()}
     script = textwrap.dedent(
         f"""
         import sys
         sys.modules["torch"] = None
         from isplit.figures import cui, latency, splits
-        a = {args!r}
-        out = {str(tmp_path / "out")!r}
+        a, f = {args!r}, {figs!r}
         cui.cui_figures(curve_path=a["curve_path"], candidates_path=a["candidates_path"],
-                        out_dir=out)
+                        cui_curve=f["cui_curve"], cui_per_class=f["cui_per_class"])
         splits.split_figures(splits_path=a["splits_path"], curve_path=a["curve_path"],
                              candidates_path=a["candidates_path"],
-                             quality_path=a["quality_path"], out_dir=out)
+                             quality_path=a["quality_path"],
+                             **{{k: f[k] for k in {SPLIT_FIGURES!r}}})
         latency.latency_figure(latency_path=a["latency_path"],
                                recommendation_path=a["recommendation_path"],
-                               splits_path=a["splits_path"], out_dir=out)
+                               splits_path=a["splits_path"],
+                               latency_accuracy=f["latency_accuracy"])
         bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
         assert bad == ["torch"], bad  # only the blocked entry itself
         """

@@ -202,7 +202,7 @@ def test_groups_markdown_and_figure(files, tmp_path):
         latency_path=files.dir / "latency.parquet",
         recommendation_path=files.dir / "recommendation.json",
         splits_path=files.dir / "splits.parquet",
-        out_dir=tmp_path / "fig",
+        latency_accuracy=[tmp_path / "fig" / "latency.png", tmp_path / "fig" / "latency.pdf"],
     )
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -12,11 +12,13 @@ rule plot_cui:
         mem_mb=2000,
         runtime=10,
     params:
-        out="results/{exp}/figures",
         code=code_version("plot-cui"),
     shell:
         "python -m isplit plot-cui --curve {input.curve:q}"
-        " --candidates-all {input.candidates:q} --out {params.out:q} > {log:q} 2>&1"
+        " --candidates-all {input.candidates:q}"
+        " --cui-curve {output.cui_curve:q} --cui-curve {output.cui_curve_pdf:q}"
+        " --cui-per-class {output.cui_per_class:q}"
+        " --cui-per-class {output.cui_per_class_pdf:q} > {log:q} 2>&1"
 
 
 rule plot_splits:
@@ -36,12 +38,21 @@ rule plot_splits:
         mem_mb=2000,
         runtime=10,
     params:
-        out="results/{exp}/figures",
         code=code_version("plot-splits"),
     shell:
         "python -m isplit plot-splits --splits {input.splits:q} --curve {input.curve:q}"
         " --candidates-all {input.candidates:q} --quality {input.quality:q}"
-        " --camera {input.camera:q} --out {params.out:q} > {log:q} 2>&1"
+        " --camera {input.camera:q}"
+        " --accuracy-by-split {output.accuracy_by_split:q}"
+        " --accuracy-by-split {output.accuracy_by_split_pdf:q}"
+        " --cui-vs-accuracy {output.cui_vs_accuracy:q}"
+        " --cui-vs-accuracy {output.cui_vs_accuracy_pdf:q}"
+        " --accuracy-vs-bytes {output.accuracy_vs_bytes:q}"
+        " --accuracy-vs-bytes {output.accuracy_vs_bytes_pdf:q}"
+        " --per-class-accuracy {output.per_class_accuracy:q}"
+        " --per-class-accuracy {output.per_class_accuracy_pdf:q}"
+        " --predictors {output.predictors:q} --predictors {output.predictors_pdf:q}"
+        " > {log:q} 2>&1"
 
 
 rule plot_latency:
@@ -59,12 +70,12 @@ rule plot_latency:
         mem_mb=2000,
         runtime=10,
     params:
-        out="results/{exp}/figures",
         code=code_version("plot-latency"),
     shell:
         "python -m isplit plot-latency --latency {input.latency:q}"
         " --recommendation {input.recommendation:q} --splits {input.splits:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " --latency-accuracy {output.latency_accuracy:q}"
+        " --latency-accuracy {output.latency_accuracy_pdf:q} > {log:q} 2>&1"
 
 
 rule summary:

@@ -22,12 +22,13 @@ rule finetune:
         input=exp_cfg("input"),
         cfg=exp_cfg("finetune"),
         seed=exp_value("seed"),
-        out="results/{exp}/finetune",
         code=code_version("finetune"),
     shell:
         "python -m isplit finetune --dataset {input.dataset:q} --model {params.model}"
         " --weights {params.weights:q} --input {params.input:q} --config {params.cfg:q}"
-        " --seed {params.seed} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+        " --seed {params.seed} --model-out {output.model:q} --metrics-out {output.metrics:q}"
+        " --history-out {output.history:q} --predictions-out {output.predictions:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule retrain_split:
