@@ -37,7 +37,7 @@ COMMANDS = {
     "summary": "isplit.cli.evaluation:summary",
     "profile": "isplit.cli.latency:profile",
     "simulate-latency": "isplit.cli.latency:simulate_latency",
-    "recommend": "isplit.cli.latency:recommend",
+    "recommend": "isplit.cli.recommend:recommend",
     "plot-cui": "isplit.cli.figures:plot_cui",
     "plot-splits": "isplit.cli.figures:plot_splits",
     "plot-latency": "isplit.cli.figures:plot_latency",

@@ -1,4 +1,4 @@
-"""Commands of the latency stage: compute profiles, network simulation, the recommendation."""
+"""Commands of the latency stage: compute profiles, the latency table, one link condition."""
 
 from __future__ import annotations
 
@@ -77,50 +77,27 @@ def simulate_latency(
 ):
     """Packet-level latency of every candidate (splits, LC, RC) under the network profiles,
     with named device/server compute profiles or timings → OUT."""
-    from isplit.latency import simulate
+    import json
 
-    df = simulate.run_simulation(
-        splits_path=splits_path,
-        compute_path=compute_path,
-        finetune_metrics_path=finetune_metrics,
+    import pandas as pd
+
+    from isplit.latency import simulate
+    from isplit.recommend.candidates import endpoints
+
+    camera = pd.read_parquet(camera_path) if camera_path else None
+    cands = endpoints(
+        pd.read_parquet(splits_path),
+        json.loads(Path(finetune_metrics).read_text()),
         input_size=input_size,
+        metric=metric,
+        camera=camera,
+    )
+    df = simulate.run_simulation(
+        candidates=cands,
+        compute_path=compute_path,
         cfg=cfg,
         out_path=out_path,
         seed=seed,
-        metric=metric,
-        camera_path=camera_path,
         workers=workers,
     )
     click.echo(f"{len(df)} rows -> {out_path}")
-
-
-@click.command()
-@click.option("--latency", "latency_path", type=EXISTING, required=True)
-@click.option("--splits", "splits_path", type=EXISTING, required=True)
-@click.option("--finetune-metrics", type=EXISTING, required=True)
-@click.option("--config", "cfg", type=JSON, required=True, help="the qos section (JSON)")
-@click.option(
-    "--metric",
-    type=click.Choice(["top1", "balanced_accuracy"]),
-    default="top1",
-    show_default=True,
-    help="the accuracy chosen on (validation) and reported (test)",
-)
-@click.option("--out", "out_json", type=PATH, required=True)
-@click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
-def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json, camera_path):
-    """The candidate meeting the QoS constraints per network profile, protocol and loss level,
-    chosen on validation accuracy → OUT (JSON)."""
-    from isplit.latency import recommend as rec
-    from isplit.latency import recommend_text
-
-    result = rec.run(
-        latency_path=latency_path,
-        splits_path=splits_path,
-        finetune_metrics_path=finetune_metrics,
-        cfg=cfg,
-        out_json=out_json,
-        metric=metric,
-        camera_path=camera_path,
-    )
-    click.echo(recommend_text.markdown_table(result))

@@ -195,10 +195,13 @@ class LatencySettings(Settings):
     rto_s: float
     dupacks: int
     window: int | None
-    initial_window: int
-    slow_start_after_idle: bool
-    delayed_ack: bool
+    initial_window: int | None
+    slow_start_after_idle: bool | None
+    delayed_ack: bool | None
     loss_model: dict
+    answer_bytes: int
+    cross_traffic: float
+    queue: int | None
     simulator: str
     n_boot: int
     device: dict

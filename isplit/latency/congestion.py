@@ -1,6 +1,6 @@
-"""The congestion window of the ``tcp="linux"`` model (:mod:`.tcp_linux`): CUBIC's growth as
-Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438), Proportional Rate Reduction in recovery
-(RFC 6937, ``tcp_cwnd_reduction``) and the restart after idle (``tcp_cwnd_restart``).
+"""The congestion window of the TCP model (:mod:`.tcp`, behaviours linux and rfc6675): CUBIC's
+growth as Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438), Proportional Rate Reduction in
+recovery (RFC 6937, ``tcp_cwnd_reduction``) and the restart after idle (``tcp_cwnd_restart``).
 
 Why not Reno's one segment per RTT: under loss the window of a frame stream is decided between
 loss events, and CUBIC regrows it on a clock, not per RTT — after a reduction the window climbs

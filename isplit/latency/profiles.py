@@ -70,9 +70,9 @@ source}`` for a link of one's own (e.g. a measured one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
-from isplit.latency.netsim import Link
+from isplit.latency.link import ETH_HEADER, Link
 
 SEI_LOSSES = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05)
 
@@ -86,9 +86,23 @@ class Profile:
     losses: tuple[float, ...]
     kind: str  # "setting" (exactly the original's), "typical" (our pick in a cited range), "custom"
     source: str
+    medium: str = "wire"
+    link_header: int = ETH_HEADER
+    contenders: int = 0
 
-    def link(self, loss: float) -> Link:
-        return Link(self.bandwidth_bps, self.delay_s, loss, self.mtu)
+    def link(self, loss: float, **conditions) -> Link:
+        """The link at one loss level; ``conditions``: the other :class:`.link.Link` fields
+        (``loss_model``, ``cross_traffic``, ``queue``, ``reverse_loss``)."""
+        return Link(
+            self.bandwidth_bps,
+            self.delay_s,
+            float(loss),
+            self.mtu,
+            medium=self.medium,
+            link_header=self.link_header,
+            contenders=self.contenders,
+            **conditions,
+        )
 
 
 PROFILES: dict[str, Profile] = {
@@ -164,30 +178,11 @@ def resolve(specs, losses=None) -> list[Profile]:
                 raise ValueError(f"unknown network profile {spec!r}; known: {sorted(PROFILES)}")
             p = PROFILES[spec]
         elif isinstance(spec, dict):
-            missing = {"name", "bandwidth_bps", "delay_s"} - set(spec)
-            if missing:
-                raise ValueError(f"custom network profile {spec!r} lacks {sorted(missing)}")
-            p = Profile(
-                str(spec["name"]),
-                float(spec["bandwidth_bps"]),
-                float(spec["delay_s"]),
-                int(spec.get("mtu", 1500)),
-                tuple(float(x) for x in spec.get("losses", (0.0,))),
-                "custom",
-                str(spec.get("source", "config")),
-            )
+            p = _custom(spec)
         else:
             raise ValueError(f"a network profile is a name or a mapping, got {spec!r}")
         if losses is not None:
-            p = Profile(
-                p.name,
-                p.bandwidth_bps,
-                p.delay_s,
-                p.mtu,
-                tuple(map(float, losses)),
-                p.kind,
-                p.source,
-            )
+            p = replace(p, losses=tuple(map(float, losses)))
         for loss in p.losses:
             p.link(loss)  # validates
         out.append(p)
@@ -195,6 +190,29 @@ def resolve(specs, losses=None) -> list[Profile]:
     if len(set(names)) != len(names):
         raise ValueError(f"network profile names repeat: {names}")
     return out
+
+
+def _custom(spec: dict) -> Profile:
+    """A profile of one's own: every field given, or ``like: <named profile>`` and the fields
+    that differ from it (e.g. ``{name: wifi-n-busy, like: wifi-n, contenders: 4}``)."""
+    known = {f.name for f in fields(Profile)} - {"kind"} | {"like"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ValueError(f"custom network profile {spec!r}: unknown keys {sorted(unknown)}")
+    values = dict(spec)
+    base = values.pop("like", None)
+    if base is not None:
+        if base not in PROFILES:
+            raise ValueError(f"custom network profile {spec!r}: like {base!r} is no profile")
+        values = {**{f.name: getattr(PROFILES[base], f.name) for f in fields(Profile)}, **values}
+        values["source"] = spec.get("source", f"{base} with {sorted(set(spec) - {'name', 'like'})}")
+    missing = {"name", "bandwidth_bps", "delay_s"} - set(values)
+    if missing:
+        raise ValueError(f"custom network profile {spec!r} lacks {sorted(missing)}")
+    values.update(kind="custom", losses=tuple(float(x) for x in values.get("losses", (0.0,))))
+    values.setdefault("mtu", 1500)
+    values.setdefault("source", "config")
+    return Profile(**values)
 
 
 def table_markdown(profiles: list[Profile] | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from isplit.io.files import write_text
-from isplit.latency.recommend_text import markdown_table
+from isplit.recommend.recommend_text import markdown_table
 
 
 def _fmt(v, digits=3) -> str:
