@@ -37,6 +37,7 @@ COMMANDS = {
     "summary": "isplit.cli.evaluation:summary",
     "profile": "isplit.cli.latency:profile",
     "simulate-latency": "isplit.cli.latency:simulate_latency",
+    "simulate-link": "isplit.cli.latency:simulate_link",
     "recommend": "isplit.cli.recommend:recommend",
     "plot-cui": "isplit.cli.figures:plot_cui",
     "plot-splits": "isplit.cli.figures:plot_splits",

@@ -101,3 +101,66 @@ def simulate_latency(
         workers=workers,
     )
     click.echo(f"{len(df)} rows -> {out_path}")
+
+
+@click.command("simulate-link")
+@click.option(
+    "--backend", type=click.Choice(["builtin", "ns3"]), default="builtin", show_default=True
+)
+@click.option(
+    "--profile", required=True, help="a network profile: sei, wifi-n, wifi-ac, lte, ieee802154"
+)
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), required=True)
+@click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--frame-bytes", type=click.IntRange(min=0), required=True)
+@click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tcp",
+    type=click.Choice(["linux", "rfc6675", "sei"]),
+    default=None,
+    help="TCP behaviour [builtin: linux; ns3: rfc6675, the only one it has]",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="camera rate [closed loop]",
+)
+@click.option("--answer-bytes", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option(
+    "--cross-traffic", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(min=1),
+    default=None,
+    help="uplink drop-tail queue, packets [unbounded]",
+)
+@click.option(
+    "--contenders",
+    type=click.IntRange(min=0),
+    default=None,
+    help="saturating Wi-Fi stations [profile's]",
+)
+@click.option("--n-boot", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--out", "out_path", type=PATH, required=True, help=".csv: one row per frame")
+def simulate_link(
+    backend, profile, protocol, loss, frame_bytes, frames, seed, tcp, fps, answer_bytes,
+    cross_traffic, queue, contenders, n_boot, out_path
+):  # fmt: skip
+    """One link condition in either backend → OUT (frame, capture_s, latency_s, delivered,
+    clean); prints p50/p95 with intervals and the frame loss."""
+    from isplit.io.files import write_table
+    from isplit.latency import condition
+
+    extra = {"cross_traffic": cross_traffic, "queue": queue}
+    if contenders is not None:
+        extra["contenders"] = contenders
+    link = condition.link_of(profile, loss, **extra)
+    stream = condition.stream_of(
+        frame_bytes, protocol, frames, backend, tcp, fps=fps, answer_bytes=answer_bytes
+    )
+    res = condition.run(backend, link, stream, seed=seed, n_boot=n_boot)
+    write_table(condition.frames(res), out_path)
+    click.echo(condition.summary(res))
