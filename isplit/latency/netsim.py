@@ -35,7 +35,7 @@ from isplit.latency import loss as lossmod
 from isplit.latency import mac, stats
 from isplit.latency.engine import ACK, READY, TIMER, Events
 from isplit.latency.link import Link, Stream, analytic_latency, fps_max
-from isplit.latency.tcp import Tcp
+from isplit.latency.tcp_behaviours import connection
 
 HANDSHAKE_BYTES = 74  # a SYN with options, for the first RTT sample
 
@@ -156,7 +156,8 @@ class Network:
         if stream.protocol == "tcp":
             opts = stream.tcp.resolved()
             r0 = 2 * link.delay_s + 2 * 8 * HANDSHAKE_BYTES / link.bandwidth_bps
-            self.tcp = Tcp(self, ev, self.sizes, n, opts, r0, answers=stream.answer_bytes > 0)
+            answers = stream.answer_bytes > 0
+            self.tcp = connection(self, ev, self.sizes, n, opts, r0, answers=answers)
             self.up.on_free = self.tcp.on_room
             self.tsq = {"linux": mac.tsq_packets(link, max(self.sizes)), "sei": 1}.get(
                 opts.behaviour, np.inf

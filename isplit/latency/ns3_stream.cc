@@ -22,6 +22,7 @@ class DataLoss : public ErrorModel {
   std::vector<int64_t> dropKey;  // UDP: frame id; TCP: stream offset of the segment
   std::vector<int> dropFirst;    // 1: a first transmission
   std::vector<int> dropData;     // 1: it carried data (else a pure ACK)
+  std::vector<uint64_t> dropIndex;  // its number among the packets subject to loss
   uint64_t seen = 0, dropped = 0;
 
   DataLoss() : m_rng(CreateObject<UniformRandomVariable>()) {}
@@ -38,6 +39,9 @@ class DataLoss : public ErrorModel {
     m_bad = startBad;
     m_rng->SetStream(stream);
   }
+  // drop exactly these packets (numbers among those subject to loss), no random draws: the
+  // scripted losses of the tests, identical in both simulators
+  void Script(std::vector<uint64_t> drops) { m_script = drops; m_scripted = true; }
 
  private:
   Ptr<UniformRandomVariable> m_rng;
@@ -46,14 +50,21 @@ class DataLoss : public ErrorModel {
   uint16_t m_skipPort = 0;
   double m_loss[2] = {0, 0}, m_pgb = 0, m_pbg = 1;
   int64_t m_maxSeq = -1;
+  std::vector<uint64_t> m_script;
+  bool m_scripted = false;
 
   bool DoCorrupt(Ptr<Packet> p) override {
     int64_t key = -1;
     bool tcp = false, data = true;
     if (!Parse(p, key, tcp, data)) return false;
     seen++;
-    bool lost = m_rng->GetValue() < m_loss[m_bad];
-    if (m_pgb > 0 || m_bad) m_bad = m_rng->GetValue() < (m_bad ? 1 - m_pbg : m_pgb);
+    bool lost;
+    if (m_scripted) {
+      lost = std::find(m_script.begin(), m_script.end(), seen - 1) != m_script.end();
+    } else {
+      lost = m_rng->GetValue() < m_loss[m_bad];
+      if (m_pgb > 0 || m_bad) m_bad = m_rng->GetValue() < (m_bad ? 1 - m_pbg : m_pgb);
+    }
     bool first = !tcp || key > m_maxSeq;
     if (tcp && data) m_maxSeq = std::max(m_maxSeq, key);
     if (lost) {
@@ -61,6 +72,7 @@ class DataLoss : public ErrorModel {
       dropKey.push_back(key);
       dropFirst.push_back(first ? 1 : 0);
       dropData.push_back(data ? 1 : 0);
+      dropIndex.push_back(seen - 1);
     }
     return lost;
   }

@@ -197,6 +197,35 @@ def zero_load_s(link: Link, stream: Stream) -> float:
 def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) -> netsim.SimResult:
     """The stream in ns-3 (module doc); the same arguments and result as
     :func:`.netsim.simulate`."""
+    done, capture, drops = run(link, stream, seed)
+    tcp = stream.protocol == "tcp"
+    sizes = stream.ip_packets(link.mtu)
+    lost = done < 0
+    latency = np.where(lost, np.nan, done - capture)
+    app = stream.app
+    dirty = _dirty(drops, stream, stream.frame_bytes + app * len(sizes), stream.answer_bytes + app)
+    p_clean = _p_clean(link, stream)
+    return netsim.result(
+        latency,
+        capture,
+        lost,
+        ~dirty,
+        p_clean=p_clean,
+        frame_loss=(1 - p_clean) if not tcp and link.medium == "wire" else None,
+        fps_max=fps_max(link, stream) if link.medium == "wire" else math.nan,
+        packets=len(sizes),
+        wire_bytes=sum(sizes) + link.link_header * len(sizes),
+        n_boot=n_boot,
+        seed=seed,
+        counts={"undelivered": int(lost.sum()) if tcp else 0},
+    )
+
+
+def run(link: Link, stream: Stream, seed: int, script=None):
+    """One ns-3 run: per frame the answer's time (-1: never) and the capture time (both from
+    the stream's start), and per loss model its drop log (key, first, data, index).
+    ``script``: drop exactly these data packets (their numbers in sending order) instead of
+    drawing losses."""
     check(link, stream)
     ns = _ns()
     _reset(ns, seed)
@@ -246,6 +275,8 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
         cross.Start(max(0.0, start - mac.warmup_s(link)))
         fs.cross = cross
     fs.Start(tx, rx, start)
+    if script is not None:
+        models[0].Script(sorted(int(i) for i in script))
     for em in models:
         ns.cppyy.gbl.isplit_ns3.EnableLater(em, start - 0.01)
     per = max(t0, 1.0 / stream.fps if stream.fps else 0.0)
@@ -255,35 +286,18 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
     done = np.array(list(fs.done), dtype=float)
     capture = np.array(list(fs.capture), dtype=float)
     drops = [
-        (list(em.dropKey), list(em.dropFirst), list(em.dropData)) for em in models
+        (list(em.dropKey), list(em.dropFirst), list(em.dropData), list(em.dropIndex))
+        for em in models
     ]  # read before the objects go
     ns.Simulator.Destroy()
-    lost = done < 0
-    latency = np.where(lost, np.nan, done - capture)
-    dirty = _dirty(drops, stream, per_frame, stream.answer_bytes + app)
-    p_clean = _p_clean(link, stream)
-    counts = {"undelivered": int(lost.sum()) if tcp else 0}
-    return netsim.result(
-        latency,
-        capture,
-        lost,
-        ~dirty,
-        p_clean=p_clean,
-        frame_loss=(1 - p_clean) if not tcp and link.medium == "wire" else None,
-        fps_max=fps_max(link, stream) if link.medium == "wire" else math.nan,
-        packets=len(sizes),
-        wire_bytes=sum(sizes) + link.link_header * len(sizes),
-        n_boot=n_boot,
-        seed=seed,
-        counts=counts,
-    )
+    return done, capture, drops
 
 
 def _dirty(drops, stream: Stream, per_frame: int, per_answer: int) -> np.ndarray:
     """Frames one of whose packets (first transmissions) or answers the loss models dropped."""
     n = stream.n_frames
     dirty = np.zeros(n, dtype=bool)
-    for k, (keys, first, data) in enumerate(drops):
+    for k, (keys, first, data, _) in enumerate(drops):
         size = per_frame if k == 0 else per_answer
         for key, f, d in zip(keys, first, data, strict=True):
             if not d or key < 0:

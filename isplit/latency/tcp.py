@@ -1,36 +1,15 @@
-"""The builtin TCP model: one sender and receiver with named behaviours (``tcp:`` ``linux``,
-``rfc6675``, ``sei``), each a set of mechanisms taken from a real stack.
+"""The builtin TCP model: one connection (sender and receiver) whose behaviour is named by
+``tcp:`` — ``linux``, ``rfc6675`` or ``sei`` — each a set of mechanisms taken from a real stack
+(:mod:`.tcp_behaviours` says which, and where each stack does it).
 
-``linux`` (the default) recovers from loss as Linux does (the kernel function in brackets):
-SACK (``tcp_sacktag_write_queue``); RACK loss detection, RFC 8985 (``tcp_rack_detect_loss``,
-:mod:`.tcp_loss`); the tail loss probe (``tcp_schedule_loss_probe``, ``tcp_send_loss_probe``):
-in the open state a probe after ``PTO = 2·srtt + 2 jiffies`` (``+ 200 ms`` with one segment
-out: the peer may delay its ACK), capped by the time left to the RTO, sending new data or the
-last segment again, a repairing probe reducing cwnd (``tcp_process_tlp_ack``); recovery with
-PRR, RFC 6937 (``tcp_cwnd_reduction``); RTO = srtt + max(4·rttvar, ``rto_s``) from RFC 6298
-estimates on echoed timestamps, on expiry every outstanding segment lost, cwnd 1, the RTO
-doubled up to 120 s (``tcp_retransmit_timer``); initial window 10 (RFC 6928), slow start, CUBIC
-(:mod:`.congestion`) growing only while cwnd-limited (``tcp_is_cwnd_limited``), restart after an
-idle period longer than the RTO (``tcp_slow_start_after_idle``); TCP small queues (at most
-``max(2 packets, 1 ms of the link's rate)`` of the connection waiting at the link, 4 ms on Wi-Fi:
-``tcp_small_queue_check``); timers in jiffies of 4 ms (CONFIG_HZ=250).
-
-``rfc6675`` is ns-3 3.44's ``TcpSocketBase`` as :mod:`.ns3sim` configures it: SACK loss recovery
-of RFC 6675 (a segment lost once ``dupacks`` segments above it are SACKed; :mod:`.tcp_loss`), PRR,
-CUBIC, RTO = max(srtt + 4·rttvar, ``rto_s``) doubled up to 60 s, no RACK, no tail loss probe, no
-restart after idle unless asked, no small queues (the window goes to the link's queue at once),
-exact timers. It lets the simulator be held against ns-3 mechanism for mechanism.
-
-``sei`` is SCNSL's TCP as Split-Et-Impera simulates it: no SACK, an ACK for every segment,
-retransmission timer fixed at ``rto_s`` (doubled on each consecutive timeout up to 60 s, reset by
-new data acknowledged), fast retransmit after ``dupacks`` duplicate ACKs with NewReno partial ACKs
-(RFC 6582), no congestion window: ``window`` segments in flight (``None``: unlimited); a lost last
-segment waits for the RTO.
-
-The receiver (:mod:`.tcp_receiver`) ACKs every second segment, out-of-order data and duplicates at
-once, otherwise after 40 ms (``delayed_ack``); the server's answer carries a pending ACK. Left out
-(docs/latency.md): HyStart, F-RTO and undo, pacing, the receive window beyond ``window``,
-quick-ACK mode at connection start, TSO/GSO.
+This module holds what every behaviour shares, in :class:`Tcp`: the stream's segments (segment
+numbers run over the whole stream, frame ``i`` = segments ``i·m … i·m + m − 1``), the sending
+path (lost segments first, then new data, within the congestion window, the receiver's
+``window`` and, through the network, the link's queue), RTT estimation from echoed timestamps
+(RFC 6298), the single retransmission timer slot, the retransmission timeout, and the receiving
+end (:mod:`.tcp_receiver`) with its delayed ACKs; the scoreboard is a :class:`.tcp_loss.Scoreboard`
+and the window's growth a :class:`.congestion.Cubic`. A behaviour (a subclass) decides how ACKs
+are read, how losses are detected and how the window is cut.
 """
 
 from __future__ import annotations
@@ -39,18 +18,14 @@ import math
 
 import numpy as np
 
-from isplit.latency.congestion import Cubic, prr_window, restart_window
+from isplit.latency.congestion import Cubic, restart_window
 from isplit.latency.engine import DELACK, TIMER
 from isplit.latency.tcp_loss import Scoreboard
 from isplit.latency.tcp_receiver import DELACK_S, Receiver
 
-LINUX_HZ = 250
-JIFFY_S = 1.0 / LINUX_HZ
-TIMEOUT_MIN_S = 2 * JIFFY_S  # TCP_TIMEOUT_MIN
-TCP_RTO_MIN_S = 0.2  # what the PTO adds for a single outstanding segment
-RTO_MAX_S = {"linux": 120.0, "rfc6675": 60.0, "sei": 60.0}
 OPEN, CWR, RECOVERY, LOSS = range(4)  # congestion states (tcp_set_ca_state)
 RTO, PTO, REO = range(3)  # what the single retransmission timer slot holds
+JIFFY_S = 1.0 / 250  # Linux's timers run in jiffies (CONFIG_HZ=250)
 
 
 class Tcp:
@@ -60,13 +35,17 @@ class Tcp:
     ``room`` (whether the link takes another of the sender's packets now) and
     ``frame_received``; it calls back :meth:`add_frame`, :meth:`on_room`, :meth:`arrive`,
     :meth:`lost` and :meth:`on_ack`. ``opts``: resolved :class:`.link.TcpOptions`; ``r0``: the
-    handshake's RTT sample."""
+    handshake's RTT sample. Subclasses set the class attributes below."""
+
+    kind = ""
+    cc_class = Cubic
+    sack = True  # reads SACK blocks
+    rto_max_s = 60.0
+    quick_acks = 0  # segments the receiver ACKs at once when data starts
 
     def __init__(self, net, events, seg_bytes, n_frames, opts, r0, *, answers: bool):
         o = opts
         self.net, self.ev, self.o = net, events, o
-        self.kind = o.behaviour
-        self.sack, self.linux = self.kind != "sei", self.kind == "linux"
         self.m, self.n_frames = len(seg_bytes), n_frames
         self.seg_bytes = seg_bytes
         n = self.m * n_frames
@@ -74,21 +53,22 @@ class Tcp:
         self.dirty = np.zeros(n_frames, dtype=bool)
         self.counts = {"retransmissions": 0, "rto": 0, "tlp": 0, "recoveries": 0}
         self.avail = self.snd_una = self.snd_nxt = 0
-        self.probe = -1  # a tail-loss-probe retransmission waiting for the link
+        self.probe = -1  # a segment to send at once, whatever the window (a probe)
         self.cwnd = float(o.initial_window) if self.sack else math.inf
         self.ssthresh = math.inf
-        self.cc = Cubic()
+        self.cc = self.cc_class()
         self.state, self.high_seq, self.dup = OPEN, 0, 0
         self.prior_cwnd = self.prr_delivered = self.prr_out = 0
         self.srtt, self.rttvar, self.min_rtt = r0, r0 / 2, r0
-        self.rto = self._rto_value()
-        self.tlp_high, self.tlp_seg, self.tlp_dup = -1, -1, False
+        self.rto = self.rto_value()
         self.timer_kind, self.timer_gen = None, 0
         self.last_send = 0.0
         self.max_out = self.usage_seq = 0
         self.cwnd_limited = False
         # the receiving end; with an answer, the end of a frame is ACKed by the answer
-        self.rx = Receiver(n, self.m, bool(o.delayed_ack), ack_frame_end=not answers)
+        self.rx = Receiver(
+            n, self.m, bool(o.delayed_ack), ack_frame_end=not answers, quick=self.quick_acks
+        )
         self.delack_gen = 0
 
     # ------------------------------------------------------------------ state
@@ -99,45 +79,28 @@ class Tcp:
         b = self.board
         return self.out() - (b.sacked_out + b.lost_out) + b.retrans_out
 
-    def _rto_value(self) -> float:
-        if self.kind == "sei":
-            return self.o.rto_s
-        if self.linux:
-            return min(self.srtt + max(4 * self.rttvar, self.o.rto_s), RTO_MAX_S["linux"])
-        # ns-3: max(srtt + max(clock granularity, 4 rttvar), min RTO)
-        return min(max(self.srtt + max(1e-3, 4 * self.rttvar), self.o.rto_s), 60.0)
+    def rto_value(self) -> float:
+        """The retransmission timeout from the RTT estimate (no backoff)."""
+        raise NotImplementedError
 
-    def _after(self, d: float) -> float:
-        """A timer's duration as the stack rounds it (Linux: up to whole jiffies)."""
-        return max(1, math.ceil(d / JIFFY_S - 1e-9)) * JIFFY_S if self.linux else d
+    def after(self, d: float) -> float:
+        """A timer's duration as the stack rounds it."""
+        return d
 
     def arm(self, kind, t, after):
         self.timer_gen += 1
         self.timer_kind = kind
-        self.ev.at(t + self._after(after), TIMER, self.on_timer, self.timer_gen)
+        self.ev.at(t + self.after(after), TIMER, self.on_timer, self.timer_gen)
 
     def clear_timer(self):
         self.timer_gen += 1
         self.timer_kind = None
 
-    def rearm_rto(self, t):  # tcp_rearm_rto
-        if self.out() == 0:
-            self.clear_timer()
-            return
-        rto = self.rto
-        if self.timer_kind in (REO, PTO):
-            rto = max(self.board.xmit[self.snd_una] + self.rto - t, JIFFY_S)
-        self.arm(RTO, t, rto)
-
-    def schedule_probe(self, t, advancing: bool) -> bool:  # tcp_schedule_loss_probe
-        if not self.linux or self.state not in (OPEN, CWR) or self.out() == 0:
-            return False
-        pto = 2 * self.srtt + (TCP_RTO_MIN_S if self.out() == 1 else TIMEOUT_MIN_S)
-        left = self.rto if advancing else self.board.xmit[self.snd_una] + self.rto - t
-        if left > 0:
-            pto = min(pto, left)
-        self.arm(PTO, t, pto)
-        return True
+    def rtt_sample(self, r: float) -> None:
+        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+        self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.min_rtt = min(self.min_rtt, r)
+        self.rto = self.rto_value()  # a valid sample also drops the backoff
 
     # ------------------------------------------------------------------ sending
     def add_frame(self, t, _=None):
@@ -160,17 +123,21 @@ class Tcp:
             return seg, True
         s = self.board.next_lost(self.snd_una)
         if s >= 0:
-            if self.sack and self.in_flight() >= self.cwnd:
+            if self.sack and not self.window_room():
                 return None
             return s, True
         if self.snd_nxt >= self.avail:
             return None
         if self.o.window is not None and self.out() >= self.o.window:
             return None
-        if self.in_flight() >= self.cwnd:
+        if not self.window_room():
             self.cwnd_limited = True
             return None
         return self.snd_nxt, False
+
+    def window_room(self) -> bool:
+        """Whether the congestion window lets one more segment go."""
+        return self.in_flight() < self.cwnd
 
     def transmit(self, t, seg, retx):
         o = self.o
@@ -190,18 +157,15 @@ class Tcp:
         self.board.sent(seg, t, retx)
         self.last_send = t
         self.net.send_segment(t, (seg, t, retx), self.seg_bytes[seg % self.m])
-        if not self.sack:
-            if self.timer_kind is None:
-                self.arm(RTO, t, self.rto)
-            return
-        if self.out() > self.max_out or self.snd_una >= self.usage_seq:  # tcp_cwnd_validate
+        if self.sack and (self.out() > self.max_out or self.snd_una >= self.usage_seq):
+            # tcp_cwnd_validate: was the window the limit of this flight?
             self.max_out, self.usage_seq = self.out(), self.snd_nxt
             self.cwnd_limited = self.in_flight() >= self.cwnd
-        if not retx:
-            if prior_out == 0 or self.timer_kind == PTO:
-                self.rearm_rto(t)
-            self.schedule_probe(t, advancing=False)
-        elif seg == self.snd_una and self.timer_kind != REO:
+        self.sent(t, seg, retx, prior_out)
+
+    def sent(self, t, seg, retx, prior_out):
+        """Timers after a transmission: RFC 6298 (5.1), start the timer unless it runs."""
+        if self.timer_kind is None:
             self.arm(RTO, t, self.rto)
 
     def lost(self, t, arg, final):
@@ -210,179 +174,49 @@ class Tcp:
         if not retx:
             self.dirty[seg // self.m] = True
 
-    # ------------------------------------------------------------------ loss detection
-    def enter_recovery(self):
-        self.state, self.high_seq = RECOVERY, self.snd_nxt
-        self.tlp_high = -1
-        self.prior_cwnd, self.prr_delivered, self.prr_out = self.cwnd, 0, 0
-        self.ssthresh = self.cc.ssthresh(self.cwnd)
-        self.counts["recoveries"] += 1
-
-    def prr(self, delivered, advanced, newly_lost):  # tcp_cwnd_reduction
-        if delivered <= 0:
-            return
-        self.prr_delivered += delivered
-        self.cwnd = prr_window(
-            self.in_flight(),
-            self.ssthresh,
-            self.prior_cwnd,
-            self.prr_delivered,
-            self.prr_out,
-            delivered,
-            advanced and not newly_lost,
-        )
-
-    def detect(self, t) -> bool:
-        """Mark losses; True when the reordering timer was armed (RACK)."""
-        b = self.board
-        if not self.linux:
-            b.sack_detect(self.snd_una, self.snd_nxt)
-            return False
-        reo = 0.0
-        if self.state < RECOVERY and b.sacked_out < b.dupthresh:
-            reo = min(self.min_rtt / 4, self.srtt)
-        wait = b.rack_detect(t, reo)
-        if wait > 0:
-            self.arm(REO, t, wait + TIMEOUT_MIN_S)
-            return True
-        return False
-
-    # ------------------------------------------------------------------ ACKs
-    def on_ack(self, t, ack):
-        cum, sacks, echo = ack
-        if not self.sack:
-            self._ack_newreno(t, cum)
-        else:
-            self._ack_sack(t, cum, sacks, echo)
-        self.try_send(t)
-
-    def _ack_newreno(self, t, a):
-        if a > self.snd_una:
-            for s in range(self.snd_una, min(a, self.snd_nxt)):
-                self.board.acked(s)
-            self.snd_una, self.dup, self.rto = a, 0, self.o.rto_s
-            if self.state == RECOVERY:
-                if a >= self.high_seq:
-                    self.state = OPEN
-                else:  # a partial ACK: the next hole is lost too
-                    self.board.mark_lost(a)
-            if self.out():
-                self.arm(RTO, t, self.rto)
-            else:
-                self.clear_timer()
-        elif a == self.snd_una and self.out():
-            self.dup += 1
-            if self.dup == self.o.dupacks and self.state != RECOVERY:
-                self.state, self.high_seq = RECOVERY, self.snd_nxt
-                self.board.mark_lost(a)
-
-    def _ack_sack(self, t, cum, sacks, echo):
-        b = self.board
-        prior_una, prior_lost = self.snd_una, b.lost_out
-        delivered = 0
-        for s in range(self.snd_una, min(cum, self.snd_nxt)):
-            if b.acked(s):
-                delivered += 1
-                b.rack_advance(t, s, self.min_rtt)
-        if cum > self.snd_una:
-            self.snd_una = cum
-        for s in sacks:
-            if self.snd_una <= s < self.snd_nxt and not b.sacked[s]:
-                b.sack(s)
-                delivered += 1
-                b.rack_advance(t, s, self.min_rtt)
-        advanced = self.snd_una > prior_una
-        # RTT: the echoed timestamp when the cumulative ACK moved (valid for retransmissions
-        # too), else the newest SACKed segment never retransmitted (tcp_ack_update_rtt)
-        r = (
-            t - echo
-            if advanced
-            else min((t - b.xmit[s] for s in sacks if b.sacked[s] and not b.ever[s]), default=None)
-        )
-        if r is not None and delivered:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
-            self.min_rtt = min(self.min_rtt, r)
-            self.rto = self._rto_value()  # a valid sample also drops the backoff
-        if self.tlp_high >= 0 and self.snd_una >= self.tlp_high:
-            if self.tlp_seg >= 0 and not self.tlp_dup:
-                # the probe repaired a loss (no DSACK came back): reduce cwnd as in CWR
-                self.ssthresh = self.cc.ssthresh(self.cwnd)
-                self.cwnd = self.ssthresh
-            self.tlp_high, self.tlp_seg = -1, -1
-        if self.state in (RECOVERY, LOSS) and self.snd_una >= self.high_seq:
-            if self.state == RECOVERY:
-                self.cwnd = self.ssthresh
-            self.state = OPEN
-        armed = self.detect(t)
-        if b.lost_out and self.state in (OPEN, CWR):
-            self.enter_recovery()
-        if self.state == RECOVERY:
-            self.prr(delivered, advanced, b.lost_out > prior_lost)
-        elif delivered and self._cwnd_limited():
-            if self.cwnd < self.ssthresh:
-                grow = min(delivered, max(self.ssthresh - self.cwnd, 0))
-                self.cwnd += grow
-                delivered -= grow
-            if delivered and self.cwnd >= self.ssthresh:
-                self.cwnd = self.cc.avoid(self.cwnd, delivered, t, self.min_rtt)
-        if advanced and not armed and not self.schedule_probe(t, advancing=True):
-            self.rearm_rto(t)
-        if self.out() == 0:
-            self.clear_timer()
-
-    def _cwnd_limited(self) -> bool:
+    # ------------------------------------------------------------------ window
+    def cwnd_limited_now(self) -> bool:
         if self.cwnd_limited:
             return True
         return self.cwnd < self.ssthresh and self.cwnd < 2 * self.max_out
 
-    # ------------------------------------------------------------------ timers
+    def grow(self, t, acked: int) -> None:
+        """Slow start, then CUBIC, by ``acked`` segments, while the window is the limit."""
+        if not acked or not self.cwnd_limited_now():
+            return
+        if self.cwnd < self.ssthresh:
+            step = min(acked, max(self.ssthresh - self.cwnd, 0))
+            self.cwnd += step
+            acked -= step
+        if acked and self.cwnd >= self.ssthresh:
+            self.cwnd = self.cc.avoid(self.cwnd, acked, t, self.min_rtt)
+
+    # ------------------------------------------------------------------ ACKs and timers
+    def on_ack(self, t, ack):
+        self.read_ack(t, *ack)
+        self.try_send(t)
+
+    def read_ack(self, t, cum, sacks, echo):
+        raise NotImplementedError
+
     def on_timer(self, t, gen):
-        """The retransmission timer slot expired: reordering timeout, loss probe or RTO."""
         if gen != self.timer_gen:
             return
         kind, self.timer_kind = self.timer_kind, None
         if self.out() == 0:
             return
-        if kind == REO:  # tcp_rack_reo_timeout
-            prior_lost = self.board.lost_out
-            self.detect(t)
-            if self.board.lost_out > prior_lost and self.state not in (RECOVERY, LOSS):
-                self.enter_recovery()
-                self.prr(1, False, True)
-            self.try_send(t)
-            if self.timer_kind != RTO:
-                self.rearm_rto(t)
-        elif kind == PTO:  # tcp_send_loss_probe
-            self.counts["tlp"] += 1
-            if self.tlp_high < 0:
-                if self.snd_nxt < self.avail and self.in_flight() < self.cwnd:
-                    self.try_send(t)
-                else:
-                    s = self.snd_nxt - 1
-                    if not self.board.sacked[s]:
-                        self.tlp_seg, self.tlp_dup = s, False
-                        self.probe = s
-                        self.try_send(t)
-                self.tlp_high = self.snd_nxt
-            self.clear_timer()
-            self.rearm_rto(t)
-        else:
-            self._timeout(t)
+        self.expired(t, kind)
 
-    def _timeout(self, t):  # tcp_retransmit_timer → tcp_enter_loss
+    def expired(self, t, kind):
+        """The timer slot ran out (``kind``: :data:`RTO`, or a behaviour's own)."""
         self.counts["rto"] += 1
-        self.rto = min(2 * self.rto, RTO_MAX_S[self.kind])
-        if not self.sack:  # SCNSL: the oldest segment again, then NewReno from there
-            self.board.mark_lost(self.snd_una)
-            self.state, self.high_seq, self.dup = RECOVERY, self.snd_nxt, 0
-        else:
-            if self.state in (OPEN, CWR):
-                self.ssthresh = self.cc.ssthresh(self.cwnd)
-            self.cc.reset()  # CUBIC forgets its epoch and maximum in the loss state
-            self.board.mark_all_lost()
-            self.state, self.high_seq, self.tlp_high = LOSS, self.snd_nxt, -1
-            self.cwnd = self.in_flight() + 1.0
+        self.rto = min(2 * self.rto, self.rto_max_s)
+        if self.state in (OPEN, CWR):
+            self.ssthresh = self.cc.ssthresh(self.cwnd)
+        self.cc.reset()  # CUBIC forgets its epoch and maximum in the loss state
+        self.board.mark_all_lost()
+        self.state, self.high_seq = LOSS, self.snd_nxt
+        self.cwnd = self.in_flight() + 1.0
         self.arm(RTO, t, self.rto)
         self.try_send(t)
 
@@ -390,7 +224,7 @@ class Tcp:
     def arrive(self, t, arg):
         seg, sent, _ = arg
         now, completed, duplicate = self.rx.arrive(seg, sent)
-        self.tlp_dup |= duplicate and seg == self.tlp_seg
+        self.arrived(seg, duplicate)
         for _ in range(completed):
             self.net.frame_received(t)
         if now:
@@ -398,6 +232,9 @@ class Tcp:
         elif self.rx.pending == 1:
             self.delack_gen += 1
             self.ev.at(t + DELACK_S, DELACK, self._delack, self.delack_gen)
+
+    def arrived(self, seg, duplicate) -> None:
+        """What the sender learns from the receiver's view of a segment (a behaviour's)."""
 
     def send_ack(self, t):
         self.delack_gen += 1

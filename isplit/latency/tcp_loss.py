@@ -35,6 +35,7 @@ class Scoreboard:
         self.sacked_out = self.lost_out = self.retrans_out = 0
         self.rtx: list = []  # lost segments waiting for retransmission (a heap)
         self.rack_xmit, self.rack_seq, self.rack_rtt = -1.0, -1, rack_rtt
+        self.highest_sack = -1
 
     def sent(self, seg: int, t: float, retx: bool) -> None:
         if retx:
@@ -79,6 +80,7 @@ class Scoreboard:
     def sack(self, s: int) -> None:
         self.sacked[s] = 1
         self.sacked_out += 1
+        self.highest_sack = max(self.highest_sack, s)
         self._clear(s)
 
     def _clear(self, s: int) -> None:
@@ -136,3 +138,11 @@ class Scoreboard:
                 above += 1
             elif above >= self.dupthresh and not self.lost[s] and not self.retr[s]:
                 self.mark_lost(s)
+
+    def unsacked_below_sack(self, snd_una: int) -> int:
+        """RFC 6675 NextSeg rule (3): the first segment neither SACKed nor being retransmitted
+        below the highest SACKed one (-1: none)."""
+        for s in range(snd_una, self.highest_sack):
+            if not self.sacked[s] and not self.retr[s]:
+                return s
+        return -1

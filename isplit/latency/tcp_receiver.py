@@ -8,7 +8,8 @@ blocks: the segment and the two most recent ones above the cumulative point); a 
 :meth:`.tcp.Tcp.take_ack`); without delayed ACKs, every segment at once; anything else waits
 for the delayed-ACK timer (40 ms, TCP_DELACK_MIN). The timestamp echoed is that of the oldest
 segment the ACK covers (RFC 7323), so delayed ACKs lengthen the sender's RTT samples as in
-Linux. Quick-ACK mode at connection start is not modelled.
+Linux. At the start of the stream the first ``quick`` segments are ACKed at once (Linux's
+quick-ACK mode, :data:`.tcp.QUICK_ACKS`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class Receiver:
     """State of the receiving socket over a stream of ``n_segments`` segments, ``m`` per
     frame."""
 
-    def __init__(self, n_segments: int, m: int, delayed_ack: bool, ack_frame_end: bool = True):
+    def __init__(self, n_segments, m, delayed_ack, ack_frame_end=True, quick=0):
         self.m, self.delayed_ack, self.ack_frame_end = m, delayed_ack, ack_frame_end
+        self.quick = quick  # segments still to be ACKed at once (quick-ACK mode at the start)
         self.got = bytearray(n_segments)
         self.rcv_nxt = 0
         self.frames = 0  # frames fully received
@@ -61,7 +63,9 @@ class Receiver:
                 completed += 1
                 immediate |= self.ack_frame_end
             self.pending += 1
-            immediate |= self.pending >= 2
+            immediate |= self.pending >= 2 or self.quick > 0
+        if self.quick > 0:
+            self.quick -= 1
         while self.recent_ooo and self.recent_ooo[0] < self.rcv_nxt:
             self.recent_ooo.popleft()
         return immediate, completed, duplicate

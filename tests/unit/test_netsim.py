@@ -270,7 +270,8 @@ def test_queueing_when_the_camera_outpaces_the_link(protocol):
 
 def test_device_compute_queues_too():
     r = sim(100, SEI, n_frames=20, fps=100, device_s=0.02)
-    np.testing.assert_allclose(np.diff(r.latency_s), 0.01, rtol=1e-6)
+    # (up to one pure ACK, 0.4 us, may go back before an answer)
+    np.testing.assert_allclose(np.diff(r.latency_s), 0.01, atol=1e-6)
     assert r.fps_max == pytest.approx(50)
 
 
