@@ -1,7 +1,8 @@
 """The event queue of the builtin simulator (:mod:`.netsim`, :mod:`.tcp`, :mod:`.mac`): events
 are ``(time, priority, order)``-ordered callbacks. At equal times a freed transmitter is reused
 before ACKs are read, ACKs before arrivals, arrivals before timers and timers before new frames
-(the order a real sender sees them in is arbitrary; this one makes zero-loss runs exact).
+(the order a real sender sees them in is arbitrary; this one makes zero-loss runs exact); a
+wireless MAC takes the channel last, once everything queued at that instant is in its queue.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 
-LINK, ACK, ARRIVE, TIMER, DELACK, READY = range(6)
+LINK, ACK, ARRIVE, TIMER, DELACK, READY, ACCESS = range(7)
 
 
 class Events:

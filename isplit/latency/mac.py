@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from isplit.latency.engine import ARRIVE, LINK
+import numpy as np
+
+from isplit.latency.engine import ACK, ARRIVE, LINK
 
 WARMUP_PACKETS = 200  # cross traffic runs this many of its packets' times before the stream
 
@@ -107,3 +109,30 @@ def tsq_packets(link, max_packet: int) -> float:
     or 1 ms of the link's rate (4 ms on Wi-Fi, whose drivers allow more for aggregation)."""
     t = 4e-3 if link.medium.startswith("wifi") else 1e-3
     return max(2, math.floor(link.bandwidth_bps * t / 8 / max_packet))
+
+
+def channels(events, link, loss, reverse, seed):
+    """The two directions of the link's medium as ports (``send``, ``own``, ``on_free``)."""
+    if link.medium == "wire":
+        up = Wire(events, link.bandwidth_bps, link.delay_s, link.link_header, loss,
+                  limit=link.queue)  # fmt: skip
+        down = Wire(events, link.bandwidth_bps, link.delay_s, link.link_header, reverse, prio=ACK)
+        return up, down
+    if link.medium.startswith("wifi"):
+        from isplit.latency import mac_wifi
+
+        wifi = mac_wifi.Wifi(
+            events, mac_wifi.PHYS[link.medium], link.delay_s, loss, reverse,
+            np.random.default_rng([seed, 2]), link.contenders, limit=link.queue,
+        )  # fmt: skip
+        return mac_wifi.Uplink(wifi), mac_wifi.Downlink(wifi)
+    raise ValueError(f"medium {link.medium!r}: no builtin model")
+
+
+def zero_load_s(link, ip_sizes) -> float:
+    """One direction's time for these packets on an idle medium (arrival at the far end)."""
+    if link.medium == "wire":
+        return 8 * sum(s + link.link_header for s in ip_sizes) / link.bandwidth_bps + link.delay_s
+    from isplit.latency import mac_wifi
+
+    return mac_wifi.zero_load_s(mac_wifi.PHYS[link.medium], ip_sizes, link.delay_s)

@@ -33,7 +33,7 @@ import numpy as np
 
 from isplit.latency import loss as lossmod
 from isplit.latency import mac, stats
-from isplit.latency.engine import ACK, READY, TIMER, Events
+from isplit.latency.engine import READY, TIMER, Events
 from isplit.latency.link import Link, Stream, analytic_latency, fps_max
 from isplit.latency.tcp_behaviours import connection
 
@@ -127,12 +127,7 @@ class Network:
         drops = lossmod.PacketLoss(self.model, rng)
         rev = lossmod.LossModel(link.reverse_loss)
         reverse = lossmod.PacketLoss(rev, rng) if link.reverse_loss else None
-        self.up = mac.Wire(
-            ev, link.bandwidth_bps, link.delay_s, link.link_header, drops, limit=link.queue
-        )
-        self.down = mac.Wire(
-            ev, link.bandwidth_bps, link.delay_s, link.link_header, reverse, prio=ACK
-        )
+        self.up, self.down = mac.channels(ev, link, drops, reverse, seed)
         n = stream.n_frames
         self.sizes = stream.ip_packets(link.mtu)
         self.capture = np.zeros(n)
@@ -294,5 +289,10 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
 
 
 def zero_load_latency(link: Link, stream: Stream) -> float:
-    """A frame's latency on an idle link without loss: the closed form on a wire."""
-    return analytic_latency(link, stream)
+    """A frame's latency on an idle link without loss: the closed form on a wire, one access
+    per direction without backoff on a wireless medium (:func:`.mac.zero_load_s`)."""
+    if link.medium == "wire":
+        return analytic_latency(link, stream)
+    up = mac.zero_load_s(link, stream.ip_packets(link.mtu))
+    back = mac.zero_load_s(link, [stream.answer_packet()]) if stream.answer_bytes else 0.0
+    return stream.device_s + up + stream.server_s + back

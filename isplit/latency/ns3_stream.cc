@@ -82,9 +82,9 @@ class DataLoss : public ErrorModel {
   bool Parse(Ptr<Packet> p, int64_t& key, bool& tcp, bool& data) {
     uint8_t b[80];
     uint32_t n = p->CopyData(b, std::min<uint32_t>(sizeof(b), p->GetSize()));
-    if (n < m_offset + 20) return !m_dataOnly;
+    if (n < m_offset + 20) return false;  // no IP packet: link-layer control, never lost here
     const uint8_t* ip = b + m_offset;
-    if ((ip[0] >> 4) != 4) return !m_dataOnly;
+    if ((ip[0] >> 4) != 4) return false;
     uint32_t ihl = (ip[0] & 0xF) * 4, total = (ip[2] << 8) | ip[3];
     const uint8_t* l4 = ip + ihl;
     if (ip[9] == 17 && n >= m_offset + ihl + 12) {
@@ -344,6 +344,31 @@ class FrameStream {
     }
   }
 };
+
+// dump what an error model sees (to find where the IP header is on a medium)
+class Peek : public ErrorModel {
+ public:
+  static TypeId GetTypeId() {
+    static TypeId tid = TypeId("isplit_ns3::Peek").SetParent<ErrorModel>().AddConstructor<Peek>();
+    return tid;
+  }
+  std::vector<std::string> seen;
+ private:
+  bool DoCorrupt(Ptr<Packet> p) override {
+    uint8_t b[48];
+    uint32_t n = p->CopyData(b, std::min<uint32_t>(48, p->GetSize()));
+    char s[200];
+    int k = snprintf(s, sizeof(s), "%u:", p->GetSize());
+    for (uint32_t i = 0; i < n && k < 190; i++) k += snprintf(s + k, sizeof(s) - k, " %02x", b[i]);
+    seen.push_back(s);
+    return false;
+  }
+  void DoReset() override {}
+};
+
+void ConnectAt(Ptr<Socket> s, Address to, double atS) {
+  Simulator::Schedule(Seconds(atS), [s, to]() { s->Connect(to); });
+}
 
 void EnableLater(Ptr<ErrorModel> em, double atS) {
   Simulator::Schedule(Seconds(atS), &ErrorModel::Enable, em);

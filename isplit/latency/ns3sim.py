@@ -166,27 +166,40 @@ def loss_model(ns, rate: float, spec, *, offset: int, data_only: bool, stream: i
     return em
 
 
-def _wire(ns, nodes, link: Link, rng):
-    """Device (node 0) and server (node 1) on a point-to-point wire: devices, error models."""
+def _models(ns, link: Link, rng):
+    """A function giving the loss models (uplink data, reverse or ``None``) for a medium whose
+    frames carry ``offset`` bytes in front of the IP header."""
+
+    def make(offset: int):
+        up = loss_model(ns, link.loss, link.loss_model, offset=offset, data_only=True,
+                        stream=STREAMS["uplink"], rng=rng)  # fmt: skip
+        rev = None
+        if link.reverse_loss:
+            rev = loss_model(ns, link.reverse_loss, None, offset=offset, data_only=False,
+                             stream=STREAMS["reverse"], rng=rng)  # fmt: skip
+        return up, rev
+
+    return make
+
+
+def _wire(ns, nodes, link: Link, models_for):
+    """Device (node 0) and server (node 1) on a point-to-point wire."""
     queue = 1_000_000 if link.queue is None else int(link.queue)
     devices = ns.cppyy.gbl.isplit_ns3.InstallWire(
         nodes.Get(0), nodes.Get(1), float(link.bandwidth_bps), float(link.delay_s),
         int(link.mtu), int(link.link_header - 2), queue,
     )  # fmt: skip
-    up = loss_model(ns, link.loss, link.loss_model, offset=2, data_only=True,
-                    stream=STREAMS["uplink"], rng=rng)  # fmt: skip
+    up, rev = models_for(2)
     devices.Get(1).SetAttribute("ReceiveErrorModel", ns.PointerValue(up))
     models = [up]
-    if link.reverse_loss:
-        rev = loss_model(ns, link.reverse_loss, None, offset=2, data_only=False,
-                         stream=STREAMS["reverse"], rng=rng)  # fmt: skip
+    if rev is not None:
         devices.Get(0).SetAttribute("ReceiveErrorModel", ns.PointerValue(rev))
         models.append(rev)
     addresses = ns.Ipv4AddressHelper()
     addresses.SetBase(ns.Ipv4Address("10.1.1.0"), ns.Ipv4Mask("255.255.255.0"))
     ifaces = addresses.Assign(devices)
     ns.NeighborCacheHelper().PopulateNeighborCache()
-    return ifaces.GetAddress(1), models
+    return ifaces.GetAddress(1), models, START_S, 0.0
 
 
 def zero_load_s(link: Link, stream: Stream) -> float:
@@ -236,14 +249,14 @@ def run(link: Link, stream: Stream, seed: int, script=None):
     nodes = ns.NodeContainer()
     nodes.Create(2)
     ns.InternetStackHelper().Install(nodes)
+    models_for = _models(ns, link, rng)
     if link.medium == "wire":
-        server, models, start = *_wire(ns, nodes, link, rng), START_S
-        src, dst = nodes.Get(0), nodes.Get(1)
+        server, models, start, connect_s = _wire(ns, nodes, link, models_for)
     else:
         from isplit.latency import ns3_media
 
-        scene = ns3_media.build(ns, nodes, link, stream, rng)
-        server, models, start, src, dst = scene
+        server, models, start, connect_s = ns3_media.build(ns, nodes, link, stream, rng, models_for)
+    src, dst = nodes.Get(0), nodes.Get(1)
     kind = ns.TcpSocketFactory.GetTypeId() if tcp else ns.UdpSocketFactory.GetTypeId()
     rx = ns.Socket.CreateSocket(dst, kind)
     rx.Bind(ns.InetSocketAddress(ns.Ipv4Address.GetAny(), 9).ConvertTo())
@@ -251,7 +264,7 @@ def run(link: Link, stream: Stream, seed: int, script=None):
         rx.Listen()
     tx = ns.Socket.CreateSocket(src, kind)
     tx.Bind()
-    tx.Connect(ns.InetSocketAddress(server, 9).ConvertTo())
+    ns.cppyy.gbl.isplit_ns3.ConnectAt(tx, ns.InetSocketAddress(server, 9).ConvertTo(), connect_s)
     sizes = stream.ip_packets(link.mtu)
     chunk, app = stream.chunk(link.mtu), stream.app
     per_frame = stream.frame_bytes + app * len(sizes)
@@ -268,11 +281,13 @@ def run(link: Link, stream: Stream, seed: int, script=None):
         sink.Bind(ns.InetSocketAddress(ns.Ipv4Address.GetAny(), CROSS_PORT).ConvertTo())
         cs = ns.Socket.CreateSocket(src, ns.UdpSocketFactory.GetTypeId())
         cs.Bind()
-        cs.Connect(ns.InetSocketAddress(server, CROSS_PORT).ConvertTo())
+        ns.cppyy.gbl.isplit_ns3.ConnectAt(
+            cs, ns.InetSocketAddress(server, CROSS_PORT).ConvertTo(), connect_s
+        )
         size = link.mtu - IP_HEADER - 8
         gap = 8 * (link.mtu + link.link_header) / (link.cross_traffic * link.bandwidth_bps)
         cross = ns.cppyy.gbl.isplit_ns3.Cross(cs, size, gap, STREAMS["cross"])
-        cross.Start(max(0.0, start - mac.warmup_s(link)))
+        cross.Start(max(connect_s + 0.01, start - mac.warmup_s(link)))
         fs.cross = cross
     fs.Start(tx, rx, start)
     if script is not None:
@@ -290,6 +305,10 @@ def run(link: Link, stream: Stream, seed: int, script=None):
         for em in models
     ]  # read before the objects go
     ns.Simulator.Destroy()
+    if link.medium != "wire":
+        from isplit.latency import ns3_media
+
+        ns3_media.release()
     return done, capture, drops
 
 
