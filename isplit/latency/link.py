@@ -28,6 +28,7 @@ from isplit.latency import loss as lossmod
 
 ETH_HEADER = 14  # SCNSL's extra link-layer header
 IP_HEADER = 20
+IPV6_HEADER = 40  # 802.15.4 carries IPv6 (6LoWPAN compresses it on the air)
 TCP_HEADER = 20
 UDP_HEADER = 8
 APP_HEADER = {"tcp": 8, "udp": 14}  # SEI's per-packet application header
@@ -82,6 +83,10 @@ class Link:
         if self.link_header < 0 or self.mtu < IP_HEADER + 1:
             raise ValueError(f"link_header must be >= 0 and mtu > 20, got {self}")
         self.loss_process()  # validates the loss model
+
+    @property
+    def ip_header(self) -> int:
+        return IPV6_HEADER if self.medium == "ieee802154" else IP_HEADER
 
     def loss_process(self) -> lossmod.LossModel:
         return lossmod.from_config(self.loss, self.loss_model)
@@ -176,35 +181,40 @@ class Stream:
         p = self.protocol
         return TRANSPORT_HEADER[p] if self.transport_header is None else int(self.transport_header)
 
-    def chunk(self, mtu: int) -> int:
+    def chunk(self, mtu: int, ip_header: int = IP_HEADER) -> int:
         """Application bytes per packet: SEI's chunk, unless the MTU forces smaller ones."""
-        room = int(mtu) - IP_HEADER - self.transport - self.app
+        room = int(mtu) - ip_header - self.transport - self.app
         if room < 1:
             raise ValueError(f"MTU {mtu} leaves no room for data under the {self.protocol} headers")
         return min(int(self.payload), room)
 
-    def ip_packets(self, mtu: int) -> list[int]:
+    def ip_packets(self, mtu: int, ip_header: int = IP_HEADER) -> list[int]:
         """IP packet sizes (bytes, headers included) of one frame."""
-        chunk = self.chunk(mtu)
-        head = self.app + self.transport + IP_HEADER
+        chunk = self.chunk(mtu, ip_header)
+        head = self.app + self.transport + ip_header
         n = max(1, math.ceil(self.frame_bytes / chunk))
         sizes = [chunk + head] * n
         sizes[-1] = self.frame_bytes - chunk * (n - 1) + head
         return sizes
 
-    def answer_packet(self) -> int:
+    def answer_packet(self, ip_header: int = IP_HEADER) -> int:
         """IP bytes of the answer (0: no answer)."""
         if not self.answer_bytes:
             return 0
-        return self.answer_bytes + self.app + self.transport + IP_HEADER
+        return self.answer_bytes + self.app + self.transport + ip_header
 
-    def ack_packet(self) -> int:
-        return self.transport + IP_HEADER
+    def ack_packet(self, ip_header: int = IP_HEADER) -> int:
+        return self.transport + ip_header
+
+
+def packets(link: Link, stream: Stream) -> list[int]:
+    """IP packet sizes of one frame over ``link`` (its MTU and IP version)."""
+    return stream.ip_packets(link.mtu, link.ip_header)
 
 
 def wire_sizes(link: Link, stream: Stream) -> list[int]:
     """Bytes on a wire per packet of one frame: IP packet + the link's header."""
-    return [s + link.link_header for s in stream.ip_packets(link.mtu)]
+    return [s + link.link_header for s in packets(link, stream)]
 
 
 def serialisation_s(link: Link, stream: Stream) -> float:
@@ -214,7 +224,7 @@ def serialisation_s(link: Link, stream: Stream) -> float:
 
 def answer_s(link: Link, stream: Stream) -> float:
     """The answer's way back over an idle wire (0 without an answer)."""
-    size = stream.answer_packet()
+    size = stream.answer_packet(link.ip_header)
     return 0.0 if not size else 8 * (size + link.link_header) / link.bandwidth_bps + link.delay_s
 
 

@@ -111,7 +111,7 @@ def tsq_packets(link, max_packet: int) -> float:
     return max(2, math.floor(link.bandwidth_bps * t / 8 / max_packet))
 
 
-def channels(events, link, loss, reverse, seed):
+def channels(events, link, loss, reverse, seed, protocol="tcp"):
     """The two directions of the link's medium as ports (``send``, ``own``, ``on_free``)."""
     if link.medium == "wire":
         up = Wire(events, link.bandwidth_bps, link.delay_s, link.link_header, loss,
@@ -126,13 +126,30 @@ def channels(events, link, loss, reverse, seed):
             np.random.default_rng([seed, 2]), link.contenders, limit=link.queue,
         )  # fmt: skip
         return mac_wifi.Uplink(wifi), mac_wifi.Downlink(wifi)
+    if link.medium == "lte":
+        from isplit.latency import mac_lte
+
+        return mac_lte.channels(events, link, loss, reverse)
+    if link.medium == "ieee802154":
+        from isplit.latency import mac_lowpan
+
+        radio = mac_lowpan.LowPan(events, protocol, loss, reverse, np.random.default_rng([seed, 2]))
+        return mac_lowpan.Port(radio, radio.dev), mac_lowpan.Port(radio, radio.srv)
     raise ValueError(f"medium {link.medium!r}: no builtin model")
 
 
-def zero_load_s(link, ip_sizes) -> float:
+def zero_load_s(link, ip_sizes, protocol="tcp") -> float:
     """One direction's time for these packets on an idle medium (arrival at the far end)."""
     if link.medium == "wire":
         return 8 * sum(s + link.link_header for s in ip_sizes) / link.bandwidth_bps + link.delay_s
-    from isplit.latency import mac_wifi
+    if link.medium.startswith("wifi"):
+        from isplit.latency import mac_wifi
 
-    return mac_wifi.zero_load_s(mac_wifi.PHYS[link.medium], ip_sizes, link.delay_s)
+        return mac_wifi.zero_load_s(mac_wifi.PHYS[link.medium], ip_sizes, link.delay_s)
+    if link.medium == "lte":
+        from isplit.latency import mac_lte
+
+        return mac_lte.zero_load_s(ip_sizes, mac_lte.UL_LAG_TTI, link.delay_s)
+    from isplit.latency import mac_lowpan
+
+    return mac_lowpan.zero_load_s(ip_sizes, protocol) + link.delay_s

@@ -34,7 +34,7 @@ import numpy as np
 from isplit.latency import loss as lossmod
 from isplit.latency import mac, stats
 from isplit.latency.engine import READY, TIMER, Events
-from isplit.latency.link import Link, Stream, analytic_latency, fps_max
+from isplit.latency.link import Link, Stream, analytic_latency, fps_max, packets
 from isplit.latency.tcp_behaviours import connection
 
 HANDSHAKE_BYTES = 74  # a SYN with options, for the first RTT sample
@@ -127,9 +127,9 @@ class Network:
         drops = lossmod.PacketLoss(self.model, rng)
         rev = lossmod.LossModel(link.reverse_loss)
         reverse = lossmod.PacketLoss(rev, rng) if link.reverse_loss else None
-        self.up, self.down = mac.channels(ev, link, drops, reverse, seed)
+        self.up, self.down = mac.channels(ev, link, drops, reverse, seed, stream.protocol)
         n = stream.n_frames
-        self.sizes = stream.ip_packets(link.mtu)
+        self.sizes = packets(link, stream)
         self.capture = np.zeros(n)
         self.done = np.full(n, np.nan)
         self.dirty = np.zeros(n, dtype=bool)
@@ -168,7 +168,7 @@ class Network:
         self.up.send(t, nbytes, self.tcp.arrive, arg, self.tcp.lost)
 
     def send_ack(self, t, ack):
-        self.down.send(t, self.s.ack_packet(), self.tcp.on_ack, ack)
+        self.down.send(t, self.s.ack_packet(self.link.ip_header), self.tcp.on_ack, ack)
 
     def _ready(self, t, i):
         if self.tcp is not None:
@@ -203,7 +203,7 @@ class Network:
         self.ev.at(self.server_free, TIMER, self._served, i)
 
     def _served(self, t, i):
-        size = self.s.answer_packet()
+        size = self.s.answer_packet(self.link.ip_header)
         if not size:
             self._finish(t, i)
             return
@@ -293,6 +293,7 @@ def zero_load_latency(link: Link, stream: Stream) -> float:
     per direction without backoff on a wireless medium (:func:`.mac.zero_load_s`)."""
     if link.medium == "wire":
         return analytic_latency(link, stream)
-    up = mac.zero_load_s(link, stream.ip_packets(link.mtu))
-    back = mac.zero_load_s(link, [stream.answer_packet()]) if stream.answer_bytes else 0.0
+    up = mac.zero_load_s(link, packets(link, stream), stream.protocol)
+    answer = [stream.answer_packet(link.ip_header)]
+    back = mac.zero_load_s(link, answer, stream.protocol) if stream.answer_bytes else 0.0
     return stream.device_s + up + stream.server_s + back

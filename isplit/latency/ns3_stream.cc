@@ -26,6 +26,8 @@ class DataLoss : public ErrorModel {
   uint64_t seen = 0, dropped = 0;
 
   DataLoss() : m_rng(CreateObject<UniformRandomVariable>()) {}
+  // 802.15.4: drop MAC data frames (any fragment), never ACKs; what they carry is not parsed
+  void LowPan() { m_lowpan = true; }
   void Configure(uint32_t ipOffset, bool dataOnly, uint16_t skipPort, double goodLoss,
                  double badLoss, double pGoodBad, double pBadGood, bool startBad,
                  int64_t stream) {
@@ -46,7 +48,7 @@ class DataLoss : public ErrorModel {
  private:
   Ptr<UniformRandomVariable> m_rng;
   uint32_t m_offset = 0;
-  bool m_dataOnly = true, m_bad = false;
+  bool m_dataOnly = true, m_bad = false, m_lowpan = false;
   uint16_t m_skipPort = 0;
   double m_loss[2] = {0, 0}, m_pgb = 0, m_pbg = 1;
   int64_t m_maxSeq = -1;
@@ -80,6 +82,11 @@ class DataLoss : public ErrorModel {
 
   // true for a packet subject to loss; key: what it carries (see dropKey)
   bool Parse(Ptr<Packet> p, int64_t& key, bool& tcp, bool& data) {
+    if (m_lowpan) {
+      uint8_t fc = 0;
+      if (p->CopyData(&fc, 1) < 1) return false;
+      return (fc & 0x7) == 1;  // a data frame
+    }
     uint8_t b[80];
     uint32_t n = p->CopyData(b, std::min<uint32_t>(sizeof(b), p->GetSize()));
     if (n < m_offset + 20) return false;  // no IP packet: link-layer control, never lost here
@@ -365,6 +372,22 @@ class Peek : public ErrorModel {
   }
   void DoReset() override {}
 };
+
+// Permanent neighbour entries between two IPv6 nodes on one (6LoWPAN) device each: ns-3's
+// NeighborCacheHelper finds neighbours through the channel, which lists the 802.15.4 devices,
+// not the 6LoWPAN ones on top of them.
+void StaticNeighbours(Ptr<Node> a, Ptr<Node> b, Ptr<NetDevice> da, Ptr<NetDevice> db) {
+  Ptr<Ipv6L3Protocol> ia = a->GetObject<Ipv6L3Protocol>(), ib = b->GetObject<Ipv6L3Protocol>();
+  Ptr<Ipv6Interface> fa = ia->GetInterface(ia->GetInterfaceForDevice(da));
+  Ptr<Ipv6Interface> fb = ib->GetInterface(ib->GetInterfaceForDevice(db));
+  for (auto [from, to, dev] : {std::tuple{fa, fb, db}, std::tuple{fb, fa, da}}) {
+    for (uint32_t k = 0; k < to->GetNAddresses(); k++) {
+      NdiscCache::Entry* e = from->GetNdiscCache()->Add(to->GetAddress(k).GetAddress());
+      e->SetMacAddress(dev->GetAddress());
+      e->MarkPermanent();
+    }
+  }
+}
 
 void ConnectAt(Ptr<Socket> s, Address to, double atS) {
   Simulator::Schedule(Seconds(atS), [s, to]() { s->Connect(to); });

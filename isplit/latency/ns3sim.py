@@ -44,7 +44,7 @@ import numpy as np
 
 from isplit.latency import loss as lossmod
 from isplit.latency import mac, netsim
-from isplit.latency.link import IP_HEADER, Link, Stream, fps_max
+from isplit.latency.link import Link, Stream, fps_max, packets
 
 START_S = 1.0  # the stream starts after the handshake (and association, on a wireless link)
 CROSS_PORT = 10  # the cross traffic's sink; its datagrams are not the stream's
@@ -125,19 +125,22 @@ def _reset(ns, seed: int) -> None:
         mac_type.ResetAllocationIndex()
     ns.Ipv4AddressGenerator.Reset()
     ns.Ipv6AddressGenerator.Reset()
+    # addresses are set up, not discovered: no duplicate address detection holding IPv6 back
+    ns.Config.SetDefault("ns3::Icmpv6L4Protocol::DAD", ns.BooleanValue(False))
 
 
-def _tcp_defaults(ns, stream: Stream, mtu: int) -> None:
+def _tcp_defaults(ns, stream: Stream, link: Link) -> None:
     o = stream.tcp.resolved()
+    seg = stream.chunk(link.mtu, link.ip_header) + stream.app
     cfg = ns.Config.SetDefault
     cfg("ns3::TcpL4Protocol::SocketType", ns.StringValue("ns3::TcpCubic"))
     cfg("ns3::TcpL4Protocol::RecoveryType", ns.StringValue("ns3::TcpPrrRecovery"))
-    cfg("ns3::TcpSocket::SegmentSize", ns.UintegerValue(stream.chunk(mtu) + stream.app))
+    cfg("ns3::TcpSocket::SegmentSize", ns.UintegerValue(seg))
     cfg("ns3::TcpSocket::InitialCwnd", ns.UintegerValue(o.initial_window))
     cfg("ns3::TcpSocket::DelAckCount", ns.UintegerValue(2 if o.delayed_ack else 1))
     cfg("ns3::TcpSocket::DelAckTimeout", ns.TimeValue(ns.MilliSeconds(40)))
     cfg("ns3::TcpSocket::SndBufSize", ns.UintegerValue(1 << 26))
-    rcv = 1 << 26 if o.window is None else o.window * (stream.chunk(mtu) + stream.app)
+    rcv = 1 << 26 if o.window is None else o.window * seg
     cfg("ns3::TcpSocket::RcvBufSize", ns.UintegerValue(rcv))
     cfg("ns3::TcpSocket::TcpNoDelay", ns.BooleanValue(True))
     cfg("ns3::TcpSocket::DataRetries", ns.UintegerValue(1000))  # never give up a connection
@@ -202,6 +205,15 @@ def _wire(ns, nodes, link: Link, models_for):
     return ifaces.GetAddress(1), models, START_S, 0.0
 
 
+def _address(ns, server, port: int, any_: bool = False):
+    """A socket address on the server's IP version (802.15.4 carries IPv6)."""
+    if "Ipv6" in type(server).__name__:
+        ip = ns.Ipv6Address.GetAny() if any_ else server
+        return ns.Inet6SocketAddress(ip, port).ConvertTo()
+    ip = ns.Ipv4Address.GetAny() if any_ else server
+    return ns.InetSocketAddress(ip, port).ConvertTo()
+
+
 def zero_load_s(link: Link, stream: Stream) -> float:
     """A frame's latency on an idle link (the builtin model's), for timeouts and the limit."""
     return netsim.zero_load_latency(link, stream)
@@ -212,7 +224,7 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
     :func:`.netsim.simulate`."""
     done, capture, drops = run(link, stream, seed)
     tcp = stream.protocol == "tcp"
-    sizes = stream.ip_packets(link.mtu)
+    sizes = packets(link, stream)
     lost = done < 0
     latency = np.where(lost, np.nan, done - capture)
     app = stream.app
@@ -245,7 +257,7 @@ def run(link: Link, stream: Stream, seed: int, script=None):
     tcp = stream.protocol == "tcp"
     rng = np.random.default_rng(seed)
     if tcp:
-        _tcp_defaults(ns, stream, link.mtu)
+        _tcp_defaults(ns, stream, link)
     nodes = ns.NodeContainer()
     nodes.Create(2)
     ns.InternetStackHelper().Install(nodes)
@@ -259,16 +271,17 @@ def run(link: Link, stream: Stream, seed: int, script=None):
     src, dst = nodes.Get(0), nodes.Get(1)
     kind = ns.TcpSocketFactory.GetTypeId() if tcp else ns.UdpSocketFactory.GetTypeId()
     rx = ns.Socket.CreateSocket(dst, kind)
-    rx.Bind(ns.InetSocketAddress(ns.Ipv4Address.GetAny(), 9).ConvertTo())
+    rx.Bind(_address(ns, server, 9, any_=True))
     if tcp:
         rx.Listen()
+    v6 = "Ipv6" in type(server).__name__
     tx = ns.Socket.CreateSocket(src, kind)
-    tx.Bind()
-    ns.cppyy.gbl.isplit_ns3.ConnectAt(tx, ns.InetSocketAddress(server, 9).ConvertTo(), connect_s)
-    sizes = stream.ip_packets(link.mtu)
-    chunk, app = stream.chunk(link.mtu), stream.app
+    tx.Bind6() if v6 else tx.Bind()
+    ns.cppyy.gbl.isplit_ns3.ConnectAt(tx, _address(ns, server, 9), connect_s)
+    sizes = packets(link, stream)
+    chunk, app = stream.chunk(link.mtu, link.ip_header), stream.app
     per_frame = stream.frame_bytes + app * len(sizes)
-    last = sizes[-1] - app - stream.transport - IP_HEADER
+    last = sizes[-1] - app - stream.transport - link.ip_header
     t0 = zero_load_s(link, stream)
     fs = ns.cppyy.gbl.isplit_ns3.FrameStream(
         tcp, per_frame, chunk, app, len(sizes), last, stream.n_frames, float(stream.fps or 0),
@@ -278,13 +291,11 @@ def run(link: Link, stream: Stream, seed: int, script=None):
     cross = None
     if link.cross_traffic:
         sink = ns.Socket.CreateSocket(dst, ns.UdpSocketFactory.GetTypeId())
-        sink.Bind(ns.InetSocketAddress(ns.Ipv4Address.GetAny(), CROSS_PORT).ConvertTo())
+        sink.Bind(_address(ns, server, CROSS_PORT, any_=True))
         cs = ns.Socket.CreateSocket(src, ns.UdpSocketFactory.GetTypeId())
-        cs.Bind()
-        ns.cppyy.gbl.isplit_ns3.ConnectAt(
-            cs, ns.InetSocketAddress(server, CROSS_PORT).ConvertTo(), connect_s
-        )
-        size = link.mtu - IP_HEADER - 8
+        cs.Bind6() if v6 else cs.Bind()
+        ns.cppyy.gbl.isplit_ns3.ConnectAt(cs, _address(ns, server, CROSS_PORT), connect_s)
+        size = link.mtu - link.ip_header - 8
         gap = 8 * (link.mtu + link.link_header) / (link.cross_traffic * link.bandwidth_bps)
         cross = ns.cppyy.gbl.isplit_ns3.Cross(cs, size, gap, STREAMS["cross"])
         cross.Start(max(connect_s + 0.01, start - mac.warmup_s(link)))
@@ -334,6 +345,6 @@ def _p_clean(link: Link, stream: Stream) -> float:
         from isplit.latency import ns3_media
 
         return ns3_media.p_clean(link, stream)
-    k = len(stream.ip_packets(link.mtu))
+    k = len(packets(link, stream))
     p = lossmod.clean_probability(link.loss_process(), k)
     return p * (1 - link.reverse_loss) ** (stream.answer_bytes > 0)

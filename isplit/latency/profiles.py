@@ -120,22 +120,25 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "wifi-n",
-            40e6,
-            2e-3,
+            65e6,
+            0.5e-3,
             1500,
             (0.0, 0.01),
             "typical",
-            "IEEE 802.11n 1x1 20 MHz MCS7 SGI 72.2 Mb/s PHY, ~55 % as TCP goodput; 2-10 ms "
-            "LAN RTT (4 ms taken)",
+            "IEEE 802.11n 1x1 20 MHz MCS7 long GI: 65 Mb/s PHY, 2.4 GHz, EDCA best effort, "
+            "A-MPDU and block ACK (the MAC is simulated); an edge server 0.5 ms behind the AP",
+            medium="wifi-n",
         ),
         Profile(
             "wifi-ac",
-            200e6,
-            1e-3,
+            390e6,
+            0.5e-3,
             1500,
             (0.0, 0.01),
             "typical",
-            "IEEE 802.11ac 1x1 80 MHz MCS9 SGI 433 Mb/s PHY, ~50 % as goodput; ~2 ms RTT",
+            "IEEE 802.11ac 1x1 80 MHz MCS9 long GI: 390 Mb/s PHY, 5 GHz (the MAC is simulated); "
+            "an edge server 0.5 ms behind the AP",
+            medium="wifi-ac",
         ),
         Profile(
             "lte",
@@ -147,16 +150,19 @@ PROFILES: dict[str, Profile] = {
             "3GPP TS 36.306 cat-4 UE 51 Mb/s UL peak; field trial <=19 Mb/s UL, 22 ms user-plane "
             "latency (GLOBECOM 2010); 5-15 Mb/s median UL and 30-60 ms RTT reported (10 Mb/s, "
             "40 ms RTT taken)",
+            medium="lte",
         ),
         Profile(
             "ieee802154",
-            100e3,
-            10e-3,
-            102,
+            250e3,
+            0.0,
+            1280,
             (0.0, 0.01, 0.05),
             "typical",
-            "IEEE 802.15.4 2.4 GHz 250 kb/s PHY, 127 B MPDU (~102 B MAC payload); <=163 kb/s "
-            "single-sender bound (Latre et al. 2005), 40-80 kb/s in practice (100 kb/s taken)",
+            "IEEE 802.15.4 2.4 GHz O-QPSK 250 kb/s, 127-byte frames, unslotted CSMA/CA, ACKs "
+            "and 3 retries, IPv6 over 6LoWPAN (the MAC and fragmentation are simulated); the "
+            "server is the one-hop peer (a border router)",
+            medium="ieee802154",
         ),
     )
 }
