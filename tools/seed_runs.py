@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from isplit.latency import recommend, simulate
+from isplit.latency import simulate
+from isplit.recommend import recommend
+from isplit.recommend.candidates import endpoints
 
 
 def answers(work: Path, splits: pd.DataFrame, finetune: dict, cfg: dict, qos: dict, seeds):
@@ -19,10 +21,8 @@ def answers(work: Path, splits: pd.DataFrame, finetune: dict, cfg: dict, qos: di
     out = []
     for seed in seeds:
         simulate.run_simulation(
-            splits_path=work / "splits.parquet",
+            candidates=endpoints(splits, finetune, input_size=32),
             compute_path=None,
-            finetune_metrics_path=work / "finetune.json",
-            input_size=32,
             cfg=cfg,
             out_path=work / "latency.parquet",
             seed=seed,

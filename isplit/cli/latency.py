@@ -1,4 +1,4 @@
-"""Commands of the latency stage: compute profiles, network simulation, the recommendation."""
+"""Commands of the latency stage: compute profiles, the latency table, one link condition."""
 
 from __future__ import annotations
 
@@ -77,50 +77,90 @@ def simulate_latency(
 ):
     """Packet-level latency of every candidate (splits, LC, RC) under the network profiles,
     with named device/server compute profiles or timings → OUT."""
-    from isplit.latency import simulate
+    import json
 
-    df = simulate.run_simulation(
-        splits_path=splits_path,
-        compute_path=compute_path,
-        finetune_metrics_path=finetune_metrics,
+    import pandas as pd
+
+    from isplit.latency import simulate
+    from isplit.recommend.candidates import endpoints
+
+    camera = pd.read_parquet(camera_path) if camera_path else None
+    cands = endpoints(
+        pd.read_parquet(splits_path),
+        json.loads(Path(finetune_metrics).read_text()),
         input_size=input_size,
+        metric=metric,
+        camera=camera,
+    )
+    df = simulate.run_simulation(
+        candidates=cands,
+        compute_path=compute_path,
         cfg=cfg,
         out_path=out_path,
         seed=seed,
-        metric=metric,
-        camera_path=camera_path,
         workers=workers,
     )
     click.echo(f"{len(df)} rows -> {out_path}")
 
 
-@click.command()
-@click.option("--latency", "latency_path", type=EXISTING, required=True)
-@click.option("--splits", "splits_path", type=EXISTING, required=True)
-@click.option("--finetune-metrics", type=EXISTING, required=True)
-@click.option("--config", "cfg", type=JSON, required=True, help="the qos section (JSON)")
+@click.command("simulate-link")
 @click.option(
-    "--metric",
-    type=click.Choice(["top1", "balanced_accuracy"]),
-    default="top1",
-    show_default=True,
-    help="the accuracy chosen on (validation) and reported (test)",
+    "--backend", type=click.Choice(["builtin", "ns3"]), default="builtin", show_default=True
 )
-@click.option("--out", "out_json", type=PATH, required=True)
-@click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
-def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json, camera_path):
-    """The candidate meeting the QoS constraints per network profile, protocol and loss level,
-    chosen on validation accuracy → OUT (JSON)."""
-    from isplit.latency import recommend as rec
-    from isplit.latency import recommend_text
+@click.option(
+    "--profile", required=True, help="a network profile: sei, wifi-n, wifi-ac, lte, ieee802154"
+)
+@click.option("--protocol", type=click.Choice(["tcp", "udp"]), required=True)
+@click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--frame-bytes", type=click.IntRange(min=0), required=True)
+@click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tcp",
+    type=click.Choice(["linux", "rfc6675", "sei"]),
+    default=None,
+    help="TCP behaviour [builtin: linux; ns3: rfc6675, the only one it has]",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="camera rate [closed loop]",
+)
+@click.option("--answer-bytes", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option(
+    "--cross-traffic", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True
+)
+@click.option(
+    "--queue",
+    type=click.IntRange(min=1),
+    default=None,
+    help="uplink drop-tail queue, packets [unbounded]",
+)
+@click.option(
+    "--contenders",
+    type=click.IntRange(min=0),
+    default=None,
+    help="saturating Wi-Fi stations [profile's]",
+)
+@click.option("--n-boot", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--out", "out_path", type=PATH, required=True, help=".csv: one row per frame")
+def simulate_link(
+    backend, profile, protocol, loss, frame_bytes, frames, seed, tcp, fps, answer_bytes,
+    cross_traffic, queue, contenders, n_boot, out_path
+):  # fmt: skip
+    """One link condition in either backend → OUT (frame, capture_s, latency_s, delivered,
+    clean); prints p50/p95 with intervals and the frame loss."""
+    from isplit.io.files import write_table
+    from isplit.latency import condition
 
-    result = rec.run(
-        latency_path=latency_path,
-        splits_path=splits_path,
-        finetune_metrics_path=finetune_metrics,
-        cfg=cfg,
-        out_json=out_json,
-        metric=metric,
-        camera_path=camera_path,
+    extra = {"cross_traffic": cross_traffic, "queue": queue}
+    if contenders is not None:
+        extra["contenders"] = contenders
+    link = condition.link_of(profile, loss, **extra)
+    stream = condition.stream_of(
+        frame_bytes, protocol, frames, backend, tcp, fps=fps, answer_bytes=answer_bytes
     )
-    click.echo(recommend_text.markdown_table(result))
+    res = condition.run(backend, link, stream, seed=seed, n_boot=n_boot)
+    write_table(condition.frames(res), out_path)
+    click.echo(condition.summary(res))

@@ -23,8 +23,8 @@ from matplotlib.figure import Figure
 
 from isplit.figures import style
 from isplit.figures.style import LC_MARK, RC_MARK, Mark
-from isplit.latency.candidates import CAMERA_PREFIX, is_endpoint
 from isplit.latency.compute import LC
+from isplit.recommend.candidates import CAMERA_PREFIX, is_endpoint
 
 __all__ = ["latency_figure", "pick_setting", "plotted_accuracy"]
 
@@ -120,7 +120,7 @@ def latency_figure(
 
 
 def plotted_accuracy(d: pd.DataFrame, rec: dict) -> pd.Series:
-    """What the recommendation ranks a point by (:func:`isplit.latency.recommend.points_table`):
+    """What the recommendation ranks a point by (:func:`isplit.recommend.recommend.points_table`):
     its validation accuracy from ``recommendation.json`` (the mean recall of ``qos.classes``
     when set, which ``latency.parquet``'s metric columns are not) over all frames sent, a lost
     frame counting as wrong."""

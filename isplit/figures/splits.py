@@ -36,8 +36,8 @@ from isplit.evaluation.pareto import pareto_front
 from isplit.figures import per_class, style
 from isplit.figures.predictors import predictors_figure
 from isplit.io.tables import read_metadata
-from isplit.latency.candidates import CAMERA_PREFIX
 from isplit.latency.compute import LC, LC_RESULT_BYTES
+from isplit.recommend.candidates import CAMERA_PREFIX
 
 METRIC_NAMES = {"top1": "top-1 accuracy", "balanced_accuracy": "balanced accuracy"}
 

@@ -1,6 +1,6 @@
-"""The congestion window of the ``tcp="linux"`` model (:mod:`.tcp_linux`): CUBIC's growth as
-Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438), Proportional Rate Reduction in recovery
-(RFC 6937, ``tcp_cwnd_reduction``) and the restart after idle (``tcp_cwnd_restart``).
+"""The congestion window of the TCP model (:mod:`.tcp`, behaviours linux and rfc6675): CUBIC's
+growth as Linux's ``net/ipv4/tcp_cubic.c`` computes it (RFC 9438), Proportional Rate Reduction in
+recovery (RFC 6937, ``tcp_cwnd_reduction``) and the restart after idle (``tcp_cwnd_restart``).
 
 Why not Reno's one segment per RTT: under loss the window of a frame stream is decided between
 loss events, and CUBIC regrows it on a clock, not per RTT — after a reduction the window climbs
@@ -26,6 +26,7 @@ import math
 BETA = 717 / 1024
 C = 0.4  # bic_scale 41 · 10 / 1024: segments per s³
 FRIENDLY = 3 * (1 - BETA) / (1 + BETA)  # Reno-equivalent segments per RTT
+BETA_NS3 = 0.7  # ns-3's TcpCubic::Beta
 
 
 class Cubic:
@@ -92,15 +93,84 @@ class Cubic:
         return cwnd
 
 
-def prr_window(in_flight, ssthresh, prior_cwnd, prr_delivered, prr_out, delivered, bonus) -> float:
-    """cwnd in recovery after an ACK that delivered ``delivered`` segments (RFC 6937 as Linux
-    implements it): proportional while more is in flight than ssthresh, else the slow-start
-    reduction bound; at least one segment at the start, to retransmit at once."""
+class Ns3Cubic:
+    """ns-3 3.44's ``TcpCubic`` (``src/internet/model/tcp-cubic.cc``; the ``rfc6675`` behaviour):
+    the same curve as :class:`Cubic` in ns-3's arithmetic — whole segments and truncated
+    targets, at most one segment per ACK, the ACK credit (``m_cWndCnt``) and the last maximum
+    kept across a timeout, the epoch's time counted from the smallest smoothed RTT seen
+    (``m_delayMin``, not taken within ``CubicDelta`` = 10 ms of an epoch's start), no shift of
+    the epoch over idle time."""
+
+    SCALE = int(8 * (1024 + BETA_NS3 * 1024) / 3 / (1024 - BETA_NS3 * 1024))
+    DELTA_S = 0.01
+
+    def __init__(self):
+        self.cwnd_cnt, self.last_max = 0, 0
+        self.epoch_start = None
+        self.reset()
+
+    def reset(self):  # CubicReset, on a timeout
+        self.origin, self.k, self.ack_cnt, self.tcp_cwnd = 0, 0.0, 0, 0
+        self.delay_min = None
+
+    def ssthresh(self, cwnd: float) -> float:  # GetSsThresh
+        seg = math.floor(cwnd)
+        self.last_max = int(seg * (1 + BETA_NS3) / 2) if seg < self.last_max else seg
+        self.epoch_start = None
+        return float(max(int(seg * BETA_NS3), 2))
+
+    def tx_start(self, idle_s: float, now: float):
+        """ns-3 does not shift the epoch over idle time."""
+
+    def pkts_acked(self, now: float, srtt: float):
+        if self.epoch_start is not None and now - self.epoch_start < self.DELTA_S:
+            return
+        if self.delay_min is None or srtt < self.delay_min:
+            self.delay_min = srtt
+
+    def avoid(self, cwnd: float, acked: int, now: float, min_rtt: float) -> float:
+        seg = math.floor(cwnd)
+        self.cwnd_cnt += acked
+        cnt = self._update(seg, acked, now)
+        if self.cwnd_cnt >= cnt:
+            cwnd += 1
+            self.cwnd_cnt -= cnt
+        return cwnd
+
+    def _update(self, seg: int, acked: int, now: float) -> int:
+        self.ack_cnt += acked
+        if self.epoch_start is None:
+            self.epoch_start, self.ack_cnt, self.tcp_cwnd = now, acked, seg
+            if self.last_max <= seg:
+                self.k, self.origin = 0.0, seg
+            else:
+                self.k, self.origin = ((self.last_max - seg) / C) ** (1 / 3), self.last_max
+        t = now + (self.delay_min or 0.0) - self.epoch_start
+        delta = int(C * abs(t - self.k) ** 3)
+        target = self.origin + delta if t >= self.k else (self.origin - delta) % (1 << 32)
+        cnt = seg // (target - seg) if target > seg else 100 * seg
+        if self.last_max == 0 and cnt > 20:
+            cnt = 20
+        per = (seg * self.SCALE) >> 3
+        while per and self.ack_cnt > per:
+            self.ack_cnt -= per
+            self.tcp_cwnd += 1
+        if self.tcp_cwnd > seg:
+            cnt = min(cnt, seg // (self.tcp_cwnd - seg))
+        return max(cnt, 2)
+
+
+def prr_window(in_flight, ssthresh, recover_fs, prr_delivered, prr_out, limit) -> float:
+    """cwnd in recovery (RFC 6937): proportional to what was delivered while more than ssthresh
+    is in flight (``recover_fs``: Linux takes the window at the start, ns-3 the flight size),
+    else up to ssthresh by at most ``limit`` (the slow-start reduction bound, whose exact form
+    differs between the stacks: :meth:`.tcp.Tcp.prr`); at least one segment at the start, to
+    retransmit at once."""
     delta = ssthresh - in_flight
     if delta < 0:
-        snd = math.ceil(ssthresh * prr_delivered / prior_cwnd) - prr_out
+        snd = math.ceil(ssthresh * prr_delivered / max(recover_fs, 1)) - prr_out
     else:
-        snd = min(delta, max(prr_delivered - prr_out, delivered) + bool(bonus))
+        snd = min(delta, limit)
     return in_flight + max(snd, 0 if prr_out else 1)
 
 

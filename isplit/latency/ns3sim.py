@@ -1,178 +1,56 @@
-"""The same camera stream in ns-3, the field's reference network simulator (``latency.simulator:
-ns3``; ``pip install isplit[ns3]``).
+"""The same :class:`.link.Link` and :class:`.link.Stream` in ns-3 3.44, the field's reference
+network simulator (``latency.simulator: ns3``; ``pip install isplit[ns3]``).
 
-Why beside :mod:`.netsim`: a reader can hold our fast simulator against ns-3's TCP/IP stack on the
-same link, and the Wi-Fi profiles can use a real 802.11 MAC (contention, rate, link-layer
-retransmissions) instead of a wire with residual i.i.d. loss.
+Why beside :mod:`.netsim`: a reader can hold the builtin simulator against an independent
+implementation of the same link, and the wireless profiles get real MACs (:mod:`.ns3_media`:
+802.11n/ac with contending stations, the LTE uplink with HARQ, 802.15.4 with 6LoWPAN).
 
-Scenarios (both carry one stream from node 0, the device, to node 1, the server):
+What this backend honours, and what it refuses (a ``ValueError`` naming the field, never a
+silent substitute — :func:`check`):
 
-* ``medium="wire"`` (every profile): a point-to-point link of the profile's rate and one-way
-  delay (``PointToPointHelper``, a 2-byte PPP header, an unbounded device queue, no queue
-  discipline), and a ``RateErrorModel`` dropping packets that arrive at the server with the loss
-  rate (i.i.d.; switched on after the TCP handshake, since the simulators compare established
-  connections). TCP is ns-3's ``TcpCubic`` with SACK, timestamps, PRR recovery, initial window
-  10, minimum RTO 200 ms, delayed ACKs every second segment or 40 ms, no Nagle. ns-3 (3.44) has no
-  RACK and no tail loss probe: a lost last segment waits for the RTO, as in SCNSL.
-* ``medium="wifi"`` (``wifi-n``, ``wifi-ac``): a station and an access point 5 m apart on an
-  802.11n (HtMcs7, 20 MHz) or 802.11ac (VhtMcs9, 80 MHz) channel at constant rate; the loss rate
-  is applied to received frames *before* the MAC acknowledges them
-  (``WifiPhy::PostReceptionErrorModel``), so the MAC retransmits them (up to 7 times) and the
-  profile's loss becomes link-layer delay rather than IP loss. The profile's bandwidth and delay
-  are not used: the MAC and PHY decide them.
+* **TCP** is ns-3's ``TcpSocketBase``: CUBIC, SACK, PRR, initial window, minimum RTO, delayed
+  ACKs every second segment or 40 ms, duplicate threshold, no Nagle. That is the builtin model's
+  behaviour ``rfc6675``; ``linux`` (RACK, tail loss probe, small queues) and ``sei`` (SCNSL's TCP)
+  are refused, and so is ``slow_start_after_idle`` (ns-3 has no restart after idle). ``window``
+  is the server's receive buffer; timestamps follow ``transport_header`` (32: on, 20: off).
+* **The wire** (medium ``wire``): a point-to-point link of the link's rate and delay whose frames
+  carry ``link_header`` bytes (PPP's 2 plus padding: an Ethernet header is 14), a drop-tail queue
+  of ``queue`` packets, no queue discipline, static ARP.
+* **Loss**: a loss process on data packets into the server (i.i.d. or Gilbert–Elliott, as
+  :mod:`.loss`; ACKs pass), switched on after the handshake; ``reverse_loss`` on everything into
+  the device; ``cross_traffic`` as Poisson UDP datagrams of the MTU from the device.
+* **The stream**: TCP writes each frame as the bytes of its chunks and application headers
+  (segments of ``chunk + app_header``), the answer likewise; UDP sends one datagram per chunk
+  whose first 8 application bytes name the frame (so ``app_header`` ≥ 8), the answer one
+  datagram back. Closed loop: the next frame when the answer is back, or, for a lost UDP frame,
+  after a timeout of twice the frame's zero-load latency (the builtin model moves on when the
+  frame's last packet would have arrived).
 
-A frame is written to the socket when it is ready (TCP: one write of ``frame_bytes``, segmented by
-the stack into ``payload``-byte segments; UDP: ``ceil(frame_bytes / payload)`` datagrams with an
-8-byte header naming the frame); it is delivered when its last byte (TCP) or its last datagram
-(UDP) arrives. Capture, device and server compute, the closed loop and ``fps`` are as in
-:mod:`.netsim`, so :func:`simulate` returns the same :class:`.netsim.SimResult` (stratified
-percentiles included). ns-3's random streams are seeded with ``seed`` (RngRun = seed + 1).
+Reproducible: ns-3's global state is reset before each run (attribute defaults, the automatic
+random stream counter, address allocators), ``RngSeedManager`` gets seed 1 and run ``seed + 1``,
+and every random variable has a fixed stream: the same seed gives the same numbers bit for bit,
+also in one process. Robust: the simulation runs until every frame is answered or given up, with
+a limit of 20 zero-load stream durations + 60 s; frames still unanswered then count as lost
+(``frame_loss``, ``counts["undelivered"]``), with no exception.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+from pathlib import Path
 
 import numpy as np
 
 from isplit.latency import loss as lossmod
-from isplit.latency import netsim, stats
+from isplit.latency import mac, netsim
+from isplit.latency.link import Link, Stream, fps_max, packets
 
-UDP_TAG = 8  # frame id (u32), datagram index (u16), datagram count (u16)
-START_S = 1.0  # the stream starts after the handshake
-WIFI = {
-    "wifi-n": ("WIFI_STANDARD_80211n", "HtMcs7", 20),
-    "wifi-ac": ("WIFI_STANDARD_80211ac", "VhtMcs9", 80),
-}
-
-_CPP = r"""
-#include <vector>
-namespace isplit_ns3 {
-using namespace ns3;
-
-class FrameStream {
- public:
-  std::vector<double> capture, done;
-  std::vector<int> got;
-  FrameStream(bool tcp, uint32_t frameBytes, uint32_t payload, uint32_t nFrames, double fps,
-              double deviceS, double serverS, double frameTimeS)
-      : tcp(tcp), frameBytes(frameBytes), payload(payload), nFrames(nFrames), fps(fps),
-        deviceS(deviceS), serverS(serverS), frameTimeS(frameTimeS),
-        capture(nFrames, 0.0), done(nFrames, -1.0), got(nFrames, 0) {}
-
-  void Start(Ptr<Socket> tx, Ptr<Socket> rx, double startS) {
-    this->tx = tx;
-    if (tcp) {
-      rx->SetAcceptCallback(MakeNullCallback<bool, Ptr<Socket>, const Address&>(),
-                            MakeCallback(&FrameStream::Accept, this));
-      tx->SetSendCallback(MakeCallback(&FrameStream::Space, this));
-    } else {
-      rx->SetRecvCallback(MakeCallback(&FrameStream::RecvUdp, this));
-      // a warm-up burst (frame id out of range, ignored): the MAC's block-ack agreement and
-      // queues are set up before the first frame, as the TCP handshake does for TCP
-      Simulator::Schedule(Seconds(startS / 2), &FrameStream::WarmUp, this);
-    }
-    t0 = startS;
-    if (fps > 0) {
-      double deviceFree = 0;
-      for (uint32_t i = 0; i < nFrames; i++) {
-        capture[i] = i / fps;
-        deviceFree = std::max(capture[i], deviceFree) + deviceS;
-        Simulator::Schedule(Seconds(t0 + deviceFree), &FrameStream::Ready, this, i);
-      }
-    } else {
-      Simulator::Schedule(Seconds(t0 + deviceS), &FrameStream::Ready, this, 0);
-    }
-  }
-
- private:
-  bool tcp;
-  uint32_t frameBytes, payload, nFrames;
-  double fps, deviceS, serverS, frameTimeS, t0 = 0;
-  Ptr<Socket> tx;
-  uint64_t pending = 0, received = 0;
-  uint32_t next = 0;
-
-  void WarmUp() {
-    uint8_t head[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0};
-    for (int k = 0; k < 8; k++) tx->Send(Create<Packet>(head, 8));
-  }
-  void Accept(Ptr<Socket> s, const Address&) {
-    s->SetRecvCallback(MakeCallback(&FrameStream::RecvTcp, this));
-  }
-  void Ready(uint32_t i) {
-    if (tcp) {
-      pending += frameBytes;
-      Space(tx, tx->GetTxAvailable());
-      return;
-    }
-    uint32_t count = std::max<uint32_t>(1, (frameBytes + payload - 1) / payload);
-    for (uint32_t k = 0; k < count; k++) {
-      uint32_t len = std::min(payload, frameBytes - std::min(frameBytes, k * payload));
-      std::vector<uint8_t> buf(8 + len, 0);
-      memcpy(buf.data(), &i, 4);
-      uint16_t idx = k, cnt = count;
-      memcpy(buf.data() + 4, &idx, 2);
-      memcpy(buf.data() + 6, &cnt, 2);
-      tx->Send(Create<Packet>(buf.data(), buf.size()));
-    }
-    if (fps <= 0 && i + 1 < nFrames) {  // closed loop without feedback: when it would be done
-      double t = Simulator::Now().GetSeconds() - t0 + frameTimeS + serverS;
-      capture[i + 1] = t;
-      Simulator::Schedule(Seconds(frameTimeS + serverS + deviceS), &FrameStream::Ready, this,
-                          i + 1);
-    }
-  }
-  void Space(Ptr<Socket> s, uint32_t avail) {
-    while (pending > 0 && s->GetTxAvailable() > 0) {
-      uint32_t n = std::min<uint64_t>(pending, s->GetTxAvailable());
-      int sent = s->Send(Create<Packet>(n));
-      if (sent <= 0) break;
-      pending -= sent;
-    }
-  }
-  void Delivered(uint32_t i) {
-    double now = Simulator::Now().GetSeconds() - t0;
-    done[i] = now;
-    if (tcp && fps <= 0 && i + 1 < nFrames) {
-      capture[i + 1] = now + serverS;
-      Simulator::Schedule(Seconds(serverS + deviceS), &FrameStream::Ready, this, i + 1);
-    }
-  }
-  void RecvTcp(Ptr<Socket> s) {
-    Ptr<Packet> p;
-    while ((p = s->Recv()) && p->GetSize() > 0) {
-      received += p->GetSize();
-      while (next < nFrames && received >= (uint64_t)(next + 1) * frameBytes) Delivered(next++);
-    }
-  }
-  void RecvUdp(Ptr<Socket> s) {
-    Ptr<Packet> p;
-    while ((p = s->Recv()) && p->GetSize() >= 8) {
-      uint8_t head[8];
-      p->CopyData(head, 8);
-      uint32_t i;
-      uint16_t cnt;
-      memcpy(&i, head, 4);
-      memcpy(&cnt, head + 6, 2);
-      if (i < nFrames && ++got[i] == cnt) Delivered(i);
-    }
-  }
-};
-
-void SetErrorModelEnabled(Ptr<ErrorModel> em, bool on) {
-  if (on) em->Enable(); else em->Disable();
-}
-void ScheduleErrorModel(Ptr<ErrorModel> em, double atS) {
-  Simulator::Schedule(Seconds(atS), &SetErrorModelEnabled, em, true);
-}
-}  // namespace isplit_ns3
-"""
-
-
-def medium_of(profile: str) -> str:
-    """The ns-3 scenario of a network profile (module doc)."""
-    return profile if profile in WIFI else "wire"
+START_S = 1.0  # the stream starts after the handshake (and association, on a wireless link)
+CROSS_PORT = 10  # the cross traffic's sink; its datagrams are not the stream's
+TAG = 8  # UDP: frame id (u32), datagram index (u16), datagram count (u16)
+STREAMS = {"uplink": 11, "reverse": 12, "cross": 13, "media": 100}
+CPP = Path(__file__).with_name("ns3_stream.cc")
 
 
 def unavailable() -> str | None:
@@ -190,192 +68,283 @@ def _ns():
     from ns import ns
 
     if not hasattr(ns.cppyy.gbl, "isplit_ns3"):
-        ns.cppyy.cppdef(_CPP)
+        ns.cppyy.cppdef(CPP.read_text())
     return ns
 
 
-def _tcp_defaults(ns, payload: int, rto_s: float, initial_window: int) -> None:
+def check_settings(st) -> None:
+    """Refuse a latency config ns-3 cannot honour before any simulation starts."""
+    if "tcp" in st.protocols:
+        _check_tcp(st.tcp, st.slow_start_after_idle)
+
+
+def _check_tcp(behaviour: str, slow_start_after_idle) -> None:
+    if behaviour != "rfc6675":
+        raise ValueError(
+            f"tcp: {behaviour}: ns-3 3.44 has only its own TCP (SACK recovery of RFC 6675, PRR, "
+            "CUBIC; no RACK, tail loss probe or small queues) - set tcp: rfc6675 for "
+            "simulator: ns3, or use the builtin simulator"
+        )
+    if slow_start_after_idle:
+        raise ValueError("slow_start_after_idle: ns-3 3.44 does not restart the window after idle")
+
+
+def check(link: Link, stream: Stream) -> None:
+    """Raise ``ValueError`` naming the first field this backend cannot honour (module doc)."""
+    if stream.protocol == "tcp":
+        o = stream.tcp.resolved()
+        _check_tcp(o.behaviour, o.slow_start_after_idle)
+        if stream.transport not in (20, 32):
+            raise ValueError(
+                f"transport_header {stream.transport}: ns-3's TCP header is 20 bytes, 32 with "
+                "timestamps"
+            )
+    else:
+        if stream.transport != 8:
+            raise ValueError(f"transport_header {stream.transport}: a UDP header is 8 bytes")
+        if stream.app < TAG:
+            raise ValueError(
+                f"app_header {stream.app}: ns-3's datagrams carry an {TAG}-byte frame tag; "
+                f"give app_header >= {TAG}"
+            )
+    if link.medium == "wire" and link.link_header < 2:
+        raise ValueError(f"link_header {link.link_header}: ns-3's wire has PPP's 2 bytes at least")
+    if link.medium != "wire":
+        from isplit.latency import ns3_media
+
+        ns3_media.check(link, stream)
+
+
+def _reset(ns, seed: int) -> None:
+    """ns-3's process-wide state back to a fresh start, then the run's seed."""
+    ns.Config.Reset()
+    ns.RngSeedManager.ResetNextStreamIndex()
+    ns.RngSeedManager.SetSeed(1)
+    ns.RngSeedManager.SetRun(int(seed) + 1)
+    for mac_type in (ns.Mac48Address, ns.Mac16Address, ns.Mac64Address, ns.Mac8Address):
+        mac_type.ResetAllocationIndex()
+    ns.Ipv4AddressGenerator.Reset()
+    ns.Ipv6AddressGenerator.Reset()
+    # addresses are set up, not discovered: no duplicate address detection holding IPv6 back
+    ns.Config.SetDefault("ns3::Icmpv6L4Protocol::DAD", ns.BooleanValue(False))
+
+
+def _tcp_defaults(ns, stream: Stream, link: Link) -> None:
+    o = stream.tcp.resolved()
+    seg = stream.chunk(link.mtu, link.ip_header) + stream.app
     cfg = ns.Config.SetDefault
     cfg("ns3::TcpL4Protocol::SocketType", ns.StringValue("ns3::TcpCubic"))
     cfg("ns3::TcpL4Protocol::RecoveryType", ns.StringValue("ns3::TcpPrrRecovery"))
-    cfg("ns3::TcpSocket::SegmentSize", ns.UintegerValue(payload))
-    cfg("ns3::TcpSocket::InitialCwnd", ns.UintegerValue(initial_window))
-    cfg("ns3::TcpSocket::DelAckCount", ns.UintegerValue(2))
+    cfg("ns3::TcpSocket::SegmentSize", ns.UintegerValue(seg))
+    cfg("ns3::TcpSocket::InitialCwnd", ns.UintegerValue(o.initial_window))
+    cfg("ns3::TcpSocket::DelAckCount", ns.UintegerValue(2 if o.delayed_ack else 1))
     cfg("ns3::TcpSocket::DelAckTimeout", ns.TimeValue(ns.MilliSeconds(40)))
     cfg("ns3::TcpSocket::SndBufSize", ns.UintegerValue(1 << 26))
-    cfg("ns3::TcpSocket::RcvBufSize", ns.UintegerValue(1 << 26))
+    rcv = 1 << 26 if o.window is None else o.window * seg
+    cfg("ns3::TcpSocket::RcvBufSize", ns.UintegerValue(rcv))
     cfg("ns3::TcpSocket::TcpNoDelay", ns.BooleanValue(True))
-    cfg("ns3::TcpSocketBase::MinRto", ns.TimeValue(ns.Seconds(rto_s)))
+    cfg("ns3::TcpSocket::DataRetries", ns.UintegerValue(1000))  # never give up a connection
+    cfg("ns3::TcpSocketBase::MinRto", ns.TimeValue(ns.Seconds(o.rto_s)))
+    cfg("ns3::TcpSocketBase::ReTxThreshold", ns.UintegerValue(o.dupacks))
     cfg("ns3::TcpSocketBase::Sack", ns.BooleanValue(True))
-    cfg("ns3::TcpSocketBase::Timestamp", ns.BooleanValue(True))
+    cfg("ns3::TcpSocketBase::Timestamp", ns.BooleanValue(stream.transport == 32))
+    cfg("ns3::TcpCubic::HyStart", ns.BooleanValue(False))  # the builtin model has none
 
 
-def _wire(ns, nodes, link, loss: float):
-    p2p = ns.PointToPointHelper()
-    p2p.SetDeviceAttribute("DataRate", ns.DataRateValue(ns.DataRate(int(link.bandwidth_bps))))
-    p2p.SetChannelAttribute("Delay", ns.TimeValue(ns.Seconds(link.delay_s)))
-    p2p.SetDeviceAttribute("Mtu", ns.UintegerValue(int(link.mtu)))
-    p2p.SetQueue(
-        "ns3::DropTailQueue<Packet>", "MaxSize", ns.QueueSizeValue(ns.QueueSize("1000000p"))
-    )
-    devices = p2p.Install(nodes)
-    em = ns.CreateObject[ns.RateErrorModel]()
-    em.SetAttribute("ErrorRate", ns.DoubleValue(loss))
-    em.SetAttribute("ErrorUnit", ns.StringValue("ERROR_UNIT_PACKET"))
-    em.Disable()
-    devices.Get(1).SetAttribute("ReceiveErrorModel", ns.PointerValue(em))
-    return devices, em
-
-
-def _wifi(ns, nodes, medium: str, loss: float):
-    standard, mode, width = WIFI[medium]
-    wifi = ns.WifiHelper()
-    wifi.SetStandard(getattr(ns, standard))
-    wifi.SetRemoteStationManager(
-        "ns3::ConstantRateWifiManager",
-        "DataMode",
-        ns.StringValue(mode),
-        "ControlMode",
-        ns.StringValue(mode),
-    )
-    channel = ns.YansWifiChannelHelper.Default()
-    phy = ns.YansWifiPhyHelper()
-    phy.SetChannel(channel.Create())
-    band = "BAND_5GHZ" if width > 20 else "BAND_2_4GHZ"
-    phy.Set("ChannelSettings", ns.StringValue(f"{{0, {width}, {band}, 0}}"))
-    em = ns.CreateObject[ns.RateErrorModel]()
-    em.SetAttribute("ErrorRate", ns.DoubleValue(loss))
-    em.SetAttribute("ErrorUnit", ns.StringValue("ERROR_UNIT_PACKET"))
-    em.Disable()
-    phy.Set("PostReceptionErrorModel", ns.PointerValue(em))
-    mac = ns.WifiMacHelper()
-    ssid = ns.Ssid("isplit")
-    mac.SetType("ns3::StaWifiMac", "Ssid", ns.SsidValue(ssid))
-    sta = wifi.Install(phy, mac, nodes.Get(0))
-    mac.SetType("ns3::ApWifiMac", "Ssid", ns.SsidValue(ssid))
-    ap = wifi.Install(phy, mac, nodes.Get(1))
-    mobility = ns.MobilityHelper()
-    pos = ns.CreateObject[ns.ListPositionAllocator]()
-    pos.Add(ns.Vector(0.0, 0.0, 0.0))
-    pos.Add(ns.Vector(5.0, 0.0, 0.0))
-    mobility.SetPositionAllocator(pos)
-    mobility.SetMobilityModel("ns3::ConstantPositionMobilityModel")
-    mobility.Install(nodes)
-    devices = ns.NetDeviceContainer()
-    devices.Add(sta)
-    devices.Add(ap)
-    return devices, em
-
-
-def simulate(
-    frame_bytes: int,
-    link: netsim.Link,
-    protocol: str,
-    *,
-    n_frames: int = 200,
-    fps: float | None = None,
-    device_s: float = 0.0,
-    server_s: float = 0.0,
-    seed: int = 0,
-    payload: int = 1448,
-    rto_s: float = 0.2,
-    initial_window: int = 10,
-    medium: str = "wire",
-    loss_model=None,
-    n_boot: int = 200,
-    **_ignored,
-) -> netsim.SimResult:
-    """The stream in ns-3 (module doc); arguments as :func:`.netsim.simulate`, which this can
-    stand in for (options ns-3 has no counterpart for are ignored). ``payload``: the TCP segment
-    size and the UDP datagram data size."""
-    if (loss_model or {}).get("kind", "iid") != "iid":
-        raise ValueError("the ns-3 scenarios model i.i.d. loss only (a RateErrorModel)")
-    if medium != "wire" and medium not in WIFI:
-        raise ValueError(f"medium must be 'wire' or one of {sorted(WIFI)}, got {medium!r}")
-    ns = _ns()
-    p = protocol.lower()
-    tcp = p == "tcp"
-    ns.RngSeedManager.SetSeed(1)
-    ns.RngSeedManager.SetRun(int(seed) + 1)
-    if tcp:
-        _tcp_defaults(ns, int(payload), float(rto_s), int(initial_window))
-    nodes = ns.NodeContainer()
-    nodes.Create(2)
-    ns.InternetStackHelper().Install(nodes)
-    if medium == "wire":
-        devices, em = _wire(ns, nodes, link, link.loss)
+def loss_model(ns, rate: float, spec, *, offset: int, data_only: bool, stream: int, rng):
+    """A :class:`DataLoss` error model for the loss process ``rate``/``spec`` (off until
+    :func:`isplit_ns3.EnableLater`)."""
+    model = lossmod.from_config(rate, spec)
+    trans, loss, pi = model.chain()
+    em = ns.CreateObject[ns.cppyy.gbl.isplit_ns3.DataLoss]()
+    if len(loss) == 1:
+        em.Configure(offset, data_only, CROSS_PORT, float(loss[0]), 0.0, 0.0, 1.0, False, stream)
     else:
-        devices, em = _wifi(ns, nodes, medium, link.loss)
+        bad = bool(rng.random() < pi[1])
+        em.Configure(
+            offset, data_only, CROSS_PORT, float(loss[0]), float(loss[1]), float(trans[0, 1]),
+            float(trans[1, 0]), bad, stream,
+        )  # fmt: skip
+    em.Disable()
+    return em
+
+
+def _models(ns, link: Link, rng):
+    """A function giving the loss models (uplink data, reverse or ``None``) for a medium whose
+    frames carry ``offset`` bytes in front of the IP header."""
+
+    def make(offset: int):
+        up = loss_model(ns, link.loss, link.loss_model, offset=offset, data_only=True,
+                        stream=STREAMS["uplink"], rng=rng)  # fmt: skip
+        rev = None
+        if link.reverse_loss:
+            rev = loss_model(ns, link.reverse_loss, None, offset=offset, data_only=False,
+                             stream=STREAMS["reverse"], rng=rng)  # fmt: skip
+        return up, rev
+
+    return make
+
+
+def _wire(ns, nodes, link: Link, models_for):
+    """Device (node 0) and server (node 1) on a point-to-point wire."""
+    queue = 1_000_000 if link.queue is None else int(link.queue)
+    devices = ns.cppyy.gbl.isplit_ns3.InstallWire(
+        nodes.Get(0), nodes.Get(1), float(link.bandwidth_bps), float(link.delay_s),
+        int(link.mtu), int(link.link_header - 2), queue,
+    )  # fmt: skip
+    up, rev = models_for(2)
+    devices.Get(1).SetAttribute("ReceiveErrorModel", ns.PointerValue(up))
+    models = [up]
+    if rev is not None:
+        devices.Get(0).SetAttribute("ReceiveErrorModel", ns.PointerValue(rev))
+        models.append(rev)
     addresses = ns.Ipv4AddressHelper()
     addresses.SetBase(ns.Ipv4Address("10.1.1.0"), ns.Ipv4Mask("255.255.255.0"))
     ifaces = addresses.Assign(devices)
-    ns.TrafficControlHelper().Uninstall(devices)
-    # static ARP entries: an ARP exchange would delay the first frame (ns-3 holds 3 packets)
     ns.NeighborCacheHelper().PopulateNeighborCache()
+    return ifaces.GetAddress(1), models, START_S, 0.0
+
+
+def _address(ns, server, port: int, any_: bool = False):
+    """A socket address on the server's IP version (802.15.4 carries IPv6)."""
+    if "Ipv6" in type(server).__name__:
+        ip = ns.Ipv6Address.GetAny() if any_ else server
+        return ns.Inet6SocketAddress(ip, port).ConvertTo()
+    ip = ns.Ipv4Address.GetAny() if any_ else server
+    return ns.InetSocketAddress(ip, port).ConvertTo()
+
+
+def zero_load_s(link: Link, stream: Stream) -> float:
+    """A frame's latency on an idle link (the builtin model's), for timeouts and the limit."""
+    return netsim.zero_load_latency(link, stream)
+
+
+def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) -> netsim.SimResult:
+    """The stream in ns-3 (module doc); the same arguments and result as
+    :func:`.netsim.simulate`."""
+    done, capture, drops = run(link, stream, seed)
+    tcp = stream.protocol == "tcp"
+    sizes = packets(link, stream)
+    lost = done < 0
+    latency = np.where(lost, np.nan, done - capture)
+    app = stream.app
+    dirty = _dirty(drops, stream, stream.frame_bytes + app * len(sizes), stream.answer_bytes + app)
+    p_clean = _p_clean(link, stream)
+    return netsim.result(
+        latency,
+        capture,
+        lost,
+        ~dirty,
+        p_clean=p_clean,
+        frame_loss=(1 - p_clean) if not tcp and link.medium == "wire" else None,
+        fps_max=fps_max(link, stream) if link.medium == "wire" else math.nan,
+        packets=len(sizes),
+        wire_bytes=sum(sizes) + link.link_header * len(sizes),
+        n_boot=n_boot,
+        seed=seed,
+        counts={"undelivered": int(lost.sum()) if tcp else 0},
+    )
+
+
+def run(link: Link, stream: Stream, seed: int, script=None):
+    """One ns-3 run: per frame the answer's time (-1: never) and the capture time (both from
+    the stream's start), and per loss model its drop log (key, first, data, index).
+    ``script``: drop exactly these data packets (their numbers in sending order) instead of
+    drawing losses."""
+    check(link, stream)
+    ns = _ns()
+    _reset(ns, seed)
+    tcp = stream.protocol == "tcp"
+    rng = np.random.default_rng(seed)
+    if tcp:
+        _tcp_defaults(ns, stream, link)
+    nodes = ns.NodeContainer()
+    nodes.Create(2)
+    ns.InternetStackHelper().Install(nodes)
+    models_for = _models(ns, link, rng)
+    if link.medium == "wire":
+        server, models, start, connect_s = _wire(ns, nodes, link, models_for)
+    else:
+        from isplit.latency import ns3_media
+
+        server, models, start, connect_s = ns3_media.build(ns, nodes, link, stream, rng, models_for)
+    src, dst = nodes.Get(0), nodes.Get(1)
     kind = ns.TcpSocketFactory.GetTypeId() if tcp else ns.UdpSocketFactory.GetTypeId()
-    server = ifaces.GetAddress(1)
-    rx = ns.Socket.CreateSocket(nodes.Get(1), kind)
-    rx.Bind(ns.InetSocketAddress(ns.Ipv4Address.GetAny(), 9).ConvertTo())
+    rx = ns.Socket.CreateSocket(dst, kind)
+    rx.Bind(_address(ns, server, 9, any_=True))
     if tcp:
         rx.Listen()
-    tx = ns.Socket.CreateSocket(nodes.Get(0), kind)
-    tx.Bind()
-    tx.Connect(ns.InetSocketAddress(server, 9).ConvertTo())
-    data = int(payload) if tcp else int(payload)
-    wire = netsim.packet_sizes(
-        int(frame_bytes),
-        link.mtu,
-        p,
-        data,
-        app_header=0 if tcp else UDP_TAG,
-        transport_header=32 if tcp else 8,
-        link_header=2,
-    )
-    frame_time = 8 * sum(wire) / link.bandwidth_bps + link.delay_s
-    stream = ns.cppyy.gbl.isplit_ns3.FrameStream(
-        tcp,
-        int(frame_bytes),
-        data,
-        int(n_frames),
-        float(fps or 0),
-        float(device_s),
-        float(server_s),
-        frame_time,
-    )
-    stream.Start(tx, rx, START_S)
-    ns.cppyy.gbl.isplit_ns3.ScheduleErrorModel(em, START_S - 0.01)
-    horizon = START_S + n_frames * (frame_time + device_s + server_s + 1.0 / (fps or 1e9)) + 120
-    ns.Simulator.Stop(ns.Seconds(horizon))
+    v6 = "Ipv6" in type(server).__name__
+    tx = ns.Socket.CreateSocket(src, kind)
+    tx.Bind6() if v6 else tx.Bind()
+    ns.cppyy.gbl.isplit_ns3.ConnectAt(tx, _address(ns, server, 9), connect_s)
+    sizes = packets(link, stream)
+    chunk, app = stream.chunk(link.mtu, link.ip_header), stream.app
+    per_frame = stream.frame_bytes + app * len(sizes)
+    last = sizes[-1] - app - stream.transport - link.ip_header
+    t0 = zero_load_s(link, stream)
+    fs = ns.cppyy.gbl.isplit_ns3.FrameStream(
+        tcp, per_frame, chunk, app, len(sizes), last, stream.n_frames, float(stream.fps or 0),
+        float(stream.device_s), float(stream.server_s),
+        stream.answer_bytes + app if stream.answer_bytes else 0, 2 * t0 + 0.05,
+    )  # fmt: skip
+    cross = None
+    if link.cross_traffic:
+        sink = ns.Socket.CreateSocket(dst, ns.UdpSocketFactory.GetTypeId())
+        sink.Bind(_address(ns, server, CROSS_PORT, any_=True))
+        cs = ns.Socket.CreateSocket(src, ns.UdpSocketFactory.GetTypeId())
+        cs.Bind6() if v6 else cs.Bind()
+        ns.cppyy.gbl.isplit_ns3.ConnectAt(cs, _address(ns, server, CROSS_PORT), connect_s)
+        size = link.mtu - link.ip_header - 8
+        gap = 8 * (link.mtu + link.link_header) / (link.cross_traffic * link.bandwidth_bps)
+        cross = ns.cppyy.gbl.isplit_ns3.Cross(cs, size, gap, STREAMS["cross"])
+        cross.Start(max(connect_s + 0.01, start - mac.warmup_s(link)))
+        fs.cross = cross
+    fs.Start(tx, rx, start)
+    if script is not None:
+        models[0].Script(sorted(int(i) for i in script))
+    for em in models:
+        ns.cppyy.gbl.isplit_ns3.EnableLater(em, start - 0.01)
+    per = max(t0, 1.0 / stream.fps if stream.fps else 0.0)
+    limit = start + 20 * stream.n_frames * per + 60
+    ns.cppyy.gbl.isplit_ns3.StopAt(limit)
     ns.Simulator.Run()
-    done = np.array(list(stream.done), dtype=float)
-    capture = np.array(list(stream.capture), dtype=float)
+    done = np.array(list(fs.done), dtype=float)
+    capture = np.array(list(fs.capture), dtype=float)
+    drops = [
+        (list(em.dropKey), list(em.dropFirst), list(em.dropData), list(em.dropIndex))
+        for em in models
+    ]  # read before the objects go
     ns.Simulator.Destroy()
-    lost = done < 0
-    if tcp and lost.any():
-        raise RuntimeError(f"ns-3: {int(lost.sum())} TCP frames undelivered within {horizon} s")
-    lat = np.full(n_frames, np.nan)
-    lat[~lost] = netsim._server_queue(done[~lost], capture[~lost], server_s)
-    model = lossmod.LossModel(link.loss)
-    k = len(wire)
-    p_clean = lossmod.clean_probability(model, k) if medium == "wire" else 1.0
-    delivered = ~lost
-    # ns-3 does not say which frames lost a packet: one stratum (plain sample percentiles)
-    pct = stats.stratified(
-        lat[delivered], np.ones(int(delivered.sum()), int), {1: 1.0}, n_boot=n_boot, seed=seed
-    )
-    return netsim.SimResult(
-        latency_s=lat[delivered],
-        lost=lost,
-        p50=pct.p50,
-        p95=pct.p95,
-        frame_loss=float(lost.mean()) if not tcp else 0.0,
-        fps_max=1.0 / max(device_s, 8 * sum(wire) / link.bandwidth_bps, server_s),
-        packets_per_frame=k,
-        wire_bytes_per_frame=sum(wire),
-        capture_s=capture,
-        clean=np.ones(n_frames, dtype=bool),
-        p_clean=p_clean,
-        frame_loss_sim=float(lost.mean()),
-        percentiles=pct,
-        counts={},
-    )
+    if link.medium != "wire":
+        from isplit.latency import ns3_media
+
+        ns3_media.release()
+    return done, capture, drops
+
+
+def _dirty(drops, stream: Stream, per_frame: int, per_answer: int) -> np.ndarray:
+    """Frames one of whose packets (first transmissions) or answers the loss models dropped."""
+    n = stream.n_frames
+    dirty = np.zeros(n, dtype=bool)
+    for k, (keys, first, data, _) in enumerate(drops):
+        size = per_frame if k == 0 else per_answer
+        for key, f, d in zip(keys, first, data, strict=True):
+            if not d or key < 0:
+                continue
+            i = key if stream.protocol == "udp" else key // max(size, 1)
+            if (f or k > 0) and i < n:
+                dirty[int(i)] = True
+    return dirty
+
+
+def _p_clean(link: Link, stream: Stream) -> float:
+    """The clean stratum's exact weight where the medium has a fixed number of loss draws per
+    frame, else NaN (one stratum)."""
+    if link.medium != "wire":
+        from isplit.latency import ns3_media
+
+        return ns3_media.p_clean(link, stream)
+    k = len(packets(link, stream))
+    p = lossmod.clean_probability(link.loss_process(), k)
+    return p * (1 - link.reverse_loss) ** (stream.answer_bytes > 0)

@@ -70,9 +70,9 @@ source}`` for a link of one's own (e.g. a measured one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
-from isplit.latency.netsim import Link
+from isplit.latency.link import ETH_HEADER, Link
 
 SEI_LOSSES = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05)
 
@@ -86,9 +86,23 @@ class Profile:
     losses: tuple[float, ...]
     kind: str  # "setting" (exactly the original's), "typical" (our pick in a cited range), "custom"
     source: str
+    medium: str = "wire"
+    link_header: int = ETH_HEADER
+    contenders: int = 0
 
-    def link(self, loss: float) -> Link:
-        return Link(self.bandwidth_bps, self.delay_s, loss, self.mtu)
+    def link(self, loss: float, **conditions) -> Link:
+        """The link at one loss level; ``conditions``: the other :class:`.link.Link` fields
+        (``loss_model``, ``cross_traffic``, ``queue``, ``reverse_loss``)."""
+        return Link(
+            self.bandwidth_bps,
+            self.delay_s,
+            float(loss),
+            self.mtu,
+            medium=self.medium,
+            link_header=self.link_header,
+            contenders=self.contenders,
+            **conditions,
+        )
 
 
 PROFILES: dict[str, Profile] = {
@@ -106,22 +120,25 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "wifi-n",
-            40e6,
-            2e-3,
+            65e6,
+            0.5e-3,
             1500,
             (0.0, 0.01),
             "typical",
-            "IEEE 802.11n 1x1 20 MHz MCS7 SGI 72.2 Mb/s PHY, ~55 % as TCP goodput; 2-10 ms "
-            "LAN RTT (4 ms taken)",
+            "IEEE 802.11n 1x1 20 MHz MCS7 long GI: 65 Mb/s PHY, 2.4 GHz, EDCA best effort, "
+            "A-MPDU and block ACK (the MAC is simulated); an edge server 0.5 ms behind the AP",
+            medium="wifi-n",
         ),
         Profile(
             "wifi-ac",
-            200e6,
-            1e-3,
+            390e6,
+            0.5e-3,
             1500,
             (0.0, 0.01),
             "typical",
-            "IEEE 802.11ac 1x1 80 MHz MCS9 SGI 433 Mb/s PHY, ~50 % as goodput; ~2 ms RTT",
+            "IEEE 802.11ac 1x1 80 MHz MCS9 long GI: 390 Mb/s PHY, 5 GHz (the MAC is simulated); "
+            "an edge server 0.5 ms behind the AP",
+            medium="wifi-ac",
         ),
         Profile(
             "lte",
@@ -133,16 +150,19 @@ PROFILES: dict[str, Profile] = {
             "3GPP TS 36.306 cat-4 UE 51 Mb/s UL peak; field trial <=19 Mb/s UL, 22 ms user-plane "
             "latency (GLOBECOM 2010); 5-15 Mb/s median UL and 30-60 ms RTT reported (10 Mb/s, "
             "40 ms RTT taken)",
+            medium="lte",
         ),
         Profile(
             "ieee802154",
-            100e3,
-            10e-3,
-            102,
+            250e3,
+            0.0,
+            1280,
             (0.0, 0.01, 0.05),
             "typical",
-            "IEEE 802.15.4 2.4 GHz 250 kb/s PHY, 127 B MPDU (~102 B MAC payload); <=163 kb/s "
-            "single-sender bound (Latre et al. 2005), 40-80 kb/s in practice (100 kb/s taken)",
+            "IEEE 802.15.4 2.4 GHz O-QPSK 250 kb/s, 127-byte frames, unslotted CSMA/CA, ACKs "
+            "and 3 retries, IPv6 over 6LoWPAN (the MAC and fragmentation are simulated); the "
+            "server is the one-hop peer (a border router)",
+            medium="ieee802154",
         ),
     )
 }
@@ -164,30 +184,11 @@ def resolve(specs, losses=None) -> list[Profile]:
                 raise ValueError(f"unknown network profile {spec!r}; known: {sorted(PROFILES)}")
             p = PROFILES[spec]
         elif isinstance(spec, dict):
-            missing = {"name", "bandwidth_bps", "delay_s"} - set(spec)
-            if missing:
-                raise ValueError(f"custom network profile {spec!r} lacks {sorted(missing)}")
-            p = Profile(
-                str(spec["name"]),
-                float(spec["bandwidth_bps"]),
-                float(spec["delay_s"]),
-                int(spec.get("mtu", 1500)),
-                tuple(float(x) for x in spec.get("losses", (0.0,))),
-                "custom",
-                str(spec.get("source", "config")),
-            )
+            p = _custom(spec)
         else:
             raise ValueError(f"a network profile is a name or a mapping, got {spec!r}")
         if losses is not None:
-            p = Profile(
-                p.name,
-                p.bandwidth_bps,
-                p.delay_s,
-                p.mtu,
-                tuple(map(float, losses)),
-                p.kind,
-                p.source,
-            )
+            p = replace(p, losses=tuple(map(float, losses)))
         for loss in p.losses:
             p.link(loss)  # validates
         out.append(p)
@@ -195,6 +196,29 @@ def resolve(specs, losses=None) -> list[Profile]:
     if len(set(names)) != len(names):
         raise ValueError(f"network profile names repeat: {names}")
     return out
+
+
+def _custom(spec: dict) -> Profile:
+    """A profile of one's own: every field given, or ``like: <named profile>`` and the fields
+    that differ from it (e.g. ``{name: wifi-n-busy, like: wifi-n, contenders: 4}``)."""
+    known = {f.name for f in fields(Profile)} - {"kind"} | {"like"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ValueError(f"custom network profile {spec!r}: unknown keys {sorted(unknown)}")
+    values = dict(spec)
+    base = values.pop("like", None)
+    if base is not None:
+        if base not in PROFILES:
+            raise ValueError(f"custom network profile {spec!r}: like {base!r} is no profile")
+        values = {**{f.name: getattr(PROFILES[base], f.name) for f in fields(Profile)}, **values}
+        values["source"] = spec.get("source", f"{base} with {sorted(set(spec) - {'name', 'like'})}")
+    missing = {"name", "bandwidth_bps", "delay_s"} - set(values)
+    if missing:
+        raise ValueError(f"custom network profile {spec!r} lacks {sorted(missing)}")
+    values.update(kind="custom", losses=tuple(float(x) for x in values.get("losses", (0.0,))))
+    values.setdefault("mtu", 1500)
+    values.setdefault("source", "config")
+    return Profile(**values)
 
 
 def table_markdown(profiles: list[Profile] | None = None) -> str:

@@ -1,11 +1,13 @@
 """Latency of each candidate under network profiles: ``latency.parquet``.
 
-The Split-Et-Impera step after I-SPLIT (docs/methods.md §5, docs/latency.md): every candidate of
-:func:`endpoints` (the evaluated splits, LC and RC) is simulated packet by packet (:mod:`.netsim`,
-or ns-3 with ``simulator: ns3``: :mod:`.ns3sim`) over the configured links (:mod:`.profiles`),
-with device and server times from a named compute profile (:mod:`.devices`: the candidate's FLOPs
-and weight layers) or, explicitly, from timings (``scale``/``table``: :mod:`.compute`);
-:mod:`.recommend` then picks the candidate that meets the application's constraints.
+The Split-Et-Impera step after I-SPLIT (docs/methods.md §5, docs/latency.md): every candidate
+(:func:`isplit.recommend.candidates.endpoints`: the evaluated splits, LC and RC, given as a
+table) is simulated packet by packet (:mod:`.netsim`, or ns-3 with ``simulator: ns3``:
+:mod:`.ns3sim`) over the configured links (:mod:`.profiles`; one :class:`.link.Link` and
+:class:`.link.Stream` per run: :func:`link_for`, :func:`stream_for`), with device and server
+times from a named compute profile (:mod:`.devices`: the candidate's FLOPs and weight layers) or,
+explicitly, from timings (``scale``/``table``: :mod:`.compute`); :mod:`isplit.recommend` then
+picks the candidate that meets the application's constraints.
 
 :func:`run_simulation` writes ``latency.parquet``, one row per candidate × profile × protocol ×
 loss level:
@@ -20,10 +22,14 @@ profile                network profile name (:mod:`.profiles`)
 protocol               ``tcp`` or ``udp``
 loss                   average loss probability per data packet
 loss_model             ``iid`` or ``gilbert-elliott(burst=…,bad_loss=…)``
-simulator, tcp         ``builtin`` / ``ns3``; the TCP model (``linux`` / ``sei``)
-bandwidth_bps          link rate each way
-delay_s                one-way propagation delay
+simulator, tcp         ``builtin`` / ``ns3``; the TCP behaviour (``linux``, ``rfc6675``, ``sei``)
+medium, contenders     the link's medium (``wire`` or a MAC, :mod:`.mac`) and the stations
+                       saturating a shared Wi-Fi channel
+cross_traffic, queue   other flows' share of the uplink; its drop-tail queue (NaN: unbounded)
+bandwidth_bps          link rate each way (a wireless medium: its PHY rate)
+delay_s                one-way propagation delay (wireless: behind the access point)
 mtu                    largest IP packet
+answer_bytes           the server's answer per frame (0: latency ends at the server)
 bytes                  application bytes per frame
 packets, wire_bytes    packets per frame; bytes on the wire per frame, all headers included
 device_profile         what produced ``device_s``: a profile name (:mod:`.devices`),
@@ -49,7 +55,7 @@ p_clean                probability that no packet of a frame is lost (the stratu
 retransmissions,       TCP events over the run (retransmitted packets, timeouts, tail loss
 rto_count, tlp_count   probes)
 fps_max                1 / max(device_s, serialisation of one frame, server_s)
-analytic_s             zero-loss closed form (:func:`.netsim.analytic_latency`)
+analytic_s             zero-loss closed form (:func:`.link.analytic_latency`; NaN off a wire)
 top1, val_top1         test and validation accuracy of the candidate in the experiment's
                        metric (top-1 or balanced accuracy; the column names keep "top1")
 delivered_top1,        the same × (1 − frame_loss): accuracy over all frames sent, a lost
@@ -61,7 +67,6 @@ n_frames, fps, seed    simulation settings (fps NaN = closed loop)
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import sys
 from collections.abc import Mapping
@@ -76,8 +81,7 @@ from tqdm import tqdm
 from isplit.config import LatencySettings, settings
 from isplit.io.files import write_table
 from isplit.latency import compute, devices, netsim, profiles, stats
-from isplit.latency import loss as lossmod
-from isplit.latency.candidates import CAMERA_PREFIX, endpoints, is_endpoint
+from isplit.latency.link import Link, Stream, TcpOptions, analytic_latency
 
 COLUMNS = [
     "layer",
@@ -89,9 +93,14 @@ COLUMNS = [
     "loss_model",
     "simulator",
     "tcp",
+    "medium",
+    "contenders",
+    "cross_traffic",
+    "queue",
     "bandwidth_bps",
     "delay_s",
     "mtu",
+    "answer_bytes",
     "bytes",
     "packets",
     "wire_bytes",
@@ -152,11 +161,10 @@ def side_times(
     if compute_path is None:
         raise ValueError(f"latency.{side} = {dict(spec)} times this machine: needs --compute")
     local = pd.read_parquet(compute_path)
-    names = [x for x in cands["layer"] if not is_endpoint(x)]
+    timed = dict(zip(cands["layer"], cands["timed_as"], strict=True))
+    names = [x for x in timed.values() if x not in (compute.LC, compute.RC)]
     t = compute.side_times(local, spec, side=side, layers=names, stat=stat)
-    # the camera options were not timed: each costs what RC's whole model costs (its encoding
-    # and resizing are not measured on this machine)
-    t.update({x: t[compute.RC] for x in cands["layer"] if x.startswith(CAMERA_PREFIX)})
+    t = {layer: t[part] for layer, part in timed.items()}
     scale = float(spec.get("scale", 1.0))
     name = (
         f"table:{Path(spec['table']).name}x{scale:g}" if spec.get("table") else f"scale:{scale:g}"
@@ -164,43 +172,51 @@ def side_times(
     return t, name, np.nan
 
 
-def _simulator(name: str, profile: str):
-    """The simulate function of ``latency.simulator``, bound to the profile's medium for ns-3
-    (an 802.11 MAC for the Wi-Fi profiles, a point-to-point link for the others)."""
+def _simulator(name: str):
+    """The simulate function of ``latency.simulator``."""
     if name == "ns3":
         from isplit.latency import ns3sim
 
-        return functools.partial(ns3sim.simulate, medium=ns3sim.medium_of(profile))
+        return ns3sim.simulate
     return netsim.simulate
+
+
+def link_for(prof: profiles.Profile, loss: float, st: LatencySettings) -> Link:
+    """The link of one profile at one loss level under the configured conditions."""
+    return prof.link(loss, loss_model=st.loss_model, cross_traffic=st.cross_traffic, queue=st.queue)
+
+
+def stream_for(st: LatencySettings, frame_bytes: int, protocol: str, **kw) -> Stream:
+    """The stream of one candidate (``kw``: ``device_s``, ``server_s``) as configured."""
+    tcp = TcpOptions(
+        st.tcp,
+        rto_s=st.rto_s,
+        dupacks=st.dupacks,
+        window=st.window,
+        initial_window=st.initial_window,
+        slow_start_after_idle=st.slow_start_after_idle,
+        delayed_ack=st.delayed_ack,
+    )
+    return Stream(
+        int(frame_bytes),
+        protocol,
+        n_frames=st.n_frames,
+        fps=st.fps,
+        payload=st.payload,
+        answer_bytes=st.answer_bytes,
+        tcp=tcp,
+        **kw,
+    )
 
 
 def _simulate_one(task, *, st: LatencySettings, dev: dict, srv: dict, names: tuple, seed: int):
     """One candidate on one link, protocol and loss level: a ``latency.parquet`` row."""
     prof, loss, protocol, r = task
     dev_name, srv_name, dev_limit = names
-    link = prof.link(loss)
-    model = lossmod.from_config(loss, st.loss_model)
+    link = link_for(prof, loss, st)
+    stream = stream_for(st, r.bytes, protocol, device_s=dev[r.layer], server_s=srv[r.layer])
+    res = _simulator(st.simulator)(link, stream, seed=int(seed), n_boot=st.n_boot)
     fps = st.fps
-    res = _simulator(st.simulator, prof.name)(
-        int(r.bytes),
-        link,
-        protocol,
-        n_frames=st.n_frames,
-        fps=fps,
-        device_s=dev[r.layer],
-        server_s=srv[r.layer],
-        seed=int(seed),
-        payload=st.payload,
-        rto_s=st.rto_s,
-        dupacks=st.dupacks,
-        window=st.window,
-        tcp=st.tcp,
-        initial_window=st.initial_window,
-        slow_start_after_idle=st.slow_start_after_idle,
-        delayed_ack=st.delayed_ack,
-        loss_model=st.loss_model,
-        n_boot=st.n_boot,
-    )
     pct = res.percentiles
     n_sim = len(res.lost)
     sim_lo, sim_hi = stats.wilson(int(res.lost.sum()), n_sim)
@@ -212,12 +228,17 @@ def _simulate_one(task, *, st: LatencySettings, dev: dict, srv: dict, names: tup
         "profile": prof.name,
         "protocol": protocol,
         "loss": float(loss),
-        "loss_model": model.describe(),
+        "loss_model": link.loss_process().describe(),
         "simulator": st.simulator,
         "tcp": st.tcp if protocol == "tcp" else "",
+        "medium": link.medium,
+        "contenders": int(link.contenders),
+        "cross_traffic": float(link.cross_traffic),
+        "queue": np.nan if link.queue is None else float(link.queue),
         "bandwidth_bps": float(prof.bandwidth_bps),
         "delay_s": float(prof.delay_s),
         "mtu": int(prof.mtu),
+        "answer_bytes": int(stream.answer_bytes),
         "bytes": int(r.bytes),
         "packets": res.packets_per_frame,
         "wire_bytes": res.wire_bytes_per_frame,
@@ -248,14 +269,7 @@ def _simulate_one(task, *, st: LatencySettings, dev: dict, srv: dict, names: tup
         "rto_count": int(res.counts.get("rto", 0)),
         "tlp_count": int(res.counts.get("tlp", 0)),
         "fps_max": res.fps_max,
-        "analytic_s": netsim.analytic_latency(
-            int(r.bytes),
-            link,
-            protocol,
-            device_s=dev[r.layer],
-            server_s=srv[r.layer],
-            payload=st.payload,
-        ),
+        "analytic_s": analytic_latency(link, stream) if link.medium == "wire" else np.nan,
         "top1": float(r.test),
         "val_top1": float(r.val),
         "delivered_top1": float(r.test) * kept,
@@ -268,21 +282,16 @@ def _simulate_one(task, *, st: LatencySettings, dev: dict, srv: dict, names: tup
 
 def run_simulation(
     *,
-    splits_path: str | Path,
+    candidates: pd.DataFrame,
     compute_path: str | Path | None,
-    finetune_metrics_path: str | Path | None,
-    input_size: int,
     cfg: LatencySettings | Mapping | None,
     out_path: str | Path,
     seed: int = 0,
-    metric: str = "top1",
-    camera_path: str | Path | None = None,
     workers: int = 1,
 ) -> pd.DataFrame:
-    """Simulate every candidate over every selected profile × protocol × loss level, in
-    ``workers`` processes (the builtin simulator).
-    ``camera_path`` (``camera.parquet``) makes the camera frame the input (:func:`endpoints`);
-    the accuracy columns are the experiment's ``metric``.
+    """Simulate every candidate (a :func:`isplit.recommend.candidates.endpoints` table: name,
+    bytes, work on each side, accuracies, ``timed_as``) over every selected profile × protocol
+    × loss level, in ``workers`` processes (the builtin simulator).
 
     Every simulation uses the same ``seed`` (common random numbers): candidates are compared
     under the same draws. ``compute_path`` (the local timing table) is needed only when a side
@@ -290,12 +299,11 @@ def run_simulation(
     atomically).
     """
     st = settings("latency", cfg)
-    splits = pd.read_parquet(splits_path)
-    finetune = None
-    if finetune_metrics_path is not None:
-        finetune = json.loads(Path(finetune_metrics_path).read_text())
-    camera = pd.read_parquet(camera_path) if camera_path else None
-    cands = endpoints(splits, finetune, input_size=int(input_size), metric=metric, camera=camera)
+    if st.simulator == "ns3":
+        from isplit.latency import ns3sim
+
+        ns3sim.check_settings(st)  # refuse before hours of simulation, not in the middle
+    cands = candidates
     dev, dev_name, dev_limit = side_times(cands, st.device, "device", compute_path, st.compute_stat)
     srv, srv_name, _ = side_times(cands, st.server, "server", compute_path, st.compute_stat)
     tasks = [

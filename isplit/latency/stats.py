@@ -93,6 +93,9 @@ def stratified(
     lat, lab, item_w = lat[keep], lab[keep], item_w[keep]
     p50, p95 = _mixture_quantiles(lat[None], item_w[None], (0.5, 0.95))[0]
     mean = float((lat * item_w).sum() / item_w.sum())
+    if n_boot < 1:  # no intervals asked for
+        nan = float("nan")
+        return Percentiles(float(p50), nan, nan, float(p95), nan, nan, mean, n)
     rng = np.random.default_rng(seed)
     cols = [np.flatnonzero(lab == s) for s in present]
     idx = np.concatenate([rng.choice(c, size=(n_boot, c.size)) for c in cols], axis=1)

@@ -1,13 +1,15 @@
-"""The receiving end of the Linux TCP model (:mod:`.tcp_linux`): in-order delivery to the
-application, the SACK blocks and timestamp echo each ACK carries, and when an ACK is sent.
+"""The receiving end of the TCP model (:mod:`.tcp`): in-order delivery to the application, the
+SACK blocks and timestamp echo each ACK carries, and when an ACK is sent.
 
 ACK policy, as Linux's ``__tcp_ack_snd_check``: every second in-order full segment is ACKed at
 once; out-of-order data and data that fills (part of) a hole are ACKed at once (with SACK
 blocks: the segment and the two most recent ones above the cumulative point); a duplicate at once
-(a DSACK); the end of a frame at once (the application's answer to the frame carries the ACK);
-anything else waits for the delayed-ACK timer (40 ms, TCP_DELACK_MIN). The timestamp echoed is
-that of the oldest segment the ACK covers (RFC 7323), so delayed ACKs lengthen the sender's RTT
-samples as in Linux. Quick-ACK mode at connection start is not modelled.
+(a DSACK); without an answer, the end of a frame at once (with one, the answer carries the ACK,
+:meth:`.tcp.Tcp.take_ack`); without delayed ACKs, every segment at once; anything else waits
+for the delayed-ACK timer (40 ms, TCP_DELACK_MIN). The timestamp echoed is that of the oldest
+segment the ACK covers (RFC 7323), so delayed ACKs lengthen the sender's RTT samples as in
+Linux. At the start of the stream the first ``quick`` segments are ACKed at once (Linux's
+quick-ACK mode, :data:`.tcp.QUICK_ACKS`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ class Receiver:
     """State of the receiving socket over a stream of ``n_segments`` segments, ``m`` per
     frame."""
 
-    def __init__(self, n_segments: int, m: int, delayed_ack: bool):
-        self.m, self.delayed_ack = m, delayed_ack
+    def __init__(self, n_segments, m, delayed_ack, ack_frame_end=True, quick=0):
+        self.m, self.delayed_ack, self.ack_frame_end = m, delayed_ack, ack_frame_end
+        self.quick = quick  # segments still to be ACKed at once (quick-ACK mode at the start)
         self.got = bytearray(n_segments)
         self.rcv_nxt = 0
         self.frames = 0  # frames fully received
@@ -58,9 +61,11 @@ class Receiver:
             ):
                 self.frames += 1
                 completed += 1
-                immediate = True
+                immediate |= self.ack_frame_end
             self.pending += 1
-            immediate |= self.pending >= 2
+            immediate |= self.pending >= 2 or self.quick > 0
+        if self.quick > 0:
+            self.quick -= 1
         while self.recent_ooo and self.recent_ooo[0] < self.rcv_nxt:
             self.recent_ooo.popleft()
         return immediate, completed, duplicate

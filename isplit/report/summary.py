@@ -11,7 +11,7 @@ import pandas as pd
 
 from isplit.evaluation.predictors import NAMES as PREDICTOR_NAMES
 from isplit.io.files import write_text
-from isplit.latency.recommend_text import markdown_table
+from isplit.recommend.recommend_text import markdown_table
 
 
 def _fmt(v, digits=3) -> str:

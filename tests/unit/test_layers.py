@@ -27,10 +27,11 @@ LAYERS = {
     "camera": 4,
     "latency": 5,
     "deploy": 5,
-    "figures": 6,
-    "report": 6,
-    "cli": 7,
-    "__main__": 8,
+    "recommend": 6,
+    "figures": 7,
+    "report": 7,
+    "cli": 8,
+    "__main__": 9,
 }
 
 #: modules a table-reading or drawing step runs: importing them must not import torch
@@ -49,7 +50,8 @@ TORCH_FREE = [
     "isplit.latency.compute",
     "isplit.latency.netsim",
     "isplit.latency.simulate",
-    "isplit.latency.recommend",
+    "isplit.recommend.recommend",
+    "isplit.recommend.candidates",
     "isplit.figures.cui",
     "isplit.figures.splits",
     "isplit.figures.per_class",

@@ -197,7 +197,7 @@ def cui_inputs(inputs: dict) -> dict:
 def make_latency_inputs(root: Path, inputs: dict, *, max_p95_s: float = 0.2) -> dict:
     """``latency.parquet`` over two links and ``recommendation.json`` made from it by the
     recommendation stage, for the splits of ``inputs``."""
-    from isplit.latency.recommend import run
+    from isplit.recommend.recommend import run
 
     sp = pd.read_parquet(inputs["splits_path"])
     n = len(sp)
@@ -552,7 +552,7 @@ def test_pareto_front_rejects_mismatched_lengths():
 def test_latency_points_sit_where_the_recommendation_ranks_them():
     """With qos.classes the recommendation ranks by the classes' mean recall, which is not the
     metric column of latency.parquet: the figure must plot the former, as points_table does."""
-    from isplit.latency.recommend import points_table
+    from isplit.recommend.recommend import points_table
 
     lat = pd.DataFrame({"layer": ["a", "b"], "frame_loss": [0.0, 0.1],
                         "delivered_val_top1": [0.99, 0.98]})  # fmt: skip

@@ -1,4 +1,4 @@
-"""QoS recommendation, Pareto front, markdown table and figure (``isplit.latency``)."""
+"""QoS recommendation, Pareto front, markdown table and figure (``isplit.recommend``)."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from isplit.figures import latency as figures
-from isplit.latency import recommend, recommend_text
+from isplit.recommend import recommend, recommend_text
 from tools import seed_runs
 
 CLASSES = ["a", "b", "c"]

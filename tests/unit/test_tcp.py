@@ -1,5 +1,5 @@
-"""The Linux TCP model's recovery mechanisms one at a time (scripted losses), the loss models and
-the seed-stable statistics of ``isplit.latency``."""
+"""The TCP model's recovery mechanisms one at a time (scripted losses) for each behaviour, the
+loss models and the seed-stable statistics of ``isplit.latency``."""
 
 import math
 
@@ -9,9 +9,16 @@ import pytest
 from isplit.latency import loss as lossmod
 from isplit.latency import netsim as ns
 from isplit.latency import stats
-from isplit.latency import tcp_linux as tl
+from isplit.latency import tcp as tl
+from isplit.latency.link import Link, Stream, TcpOptions, analytic_latency
 
-LINK = ns.Link(100e6, 10e-3)  # RTT 20 ms: recovery in about one RTT is easy to tell from an RTO
+LINK = Link(100e6, 10e-3)  # RTT 20 ms: recovery in about one RTT is easy to tell from an RTO
+
+
+def sim(frame_bytes, link, protocol="tcp", *, seed=0, tcp="linux", **kw):
+    opts = {k: kw.pop(k) for k in ("initial_window", "slow_start_after_idle") if k in kw}
+    return ns.simulate(link, Stream(frame_bytes, protocol, tcp=TcpOptions(tcp, **opts), **kw),
+                       seed=seed)  # fmt: skip
 
 
 class Scripted:
@@ -26,11 +33,14 @@ class Scripted:
 
 
 def one_frame(frame_bytes, drops, link=LINK, **opts):
-    sizes = ns.packet_sizes(frame_bytes, link.mtu, "tcp")
-    done, cap, dirty, counts = tl.simulate(
-        sizes, link, 1, None, 0.0, 0.0, Scripted(drops), None, 54, tl.TcpOptions(**opts)
-    )
-    return done[0] - cap[0] - ns.analytic_latency(frame_bytes, link, "tcp"), dirty[0], counts
+    """One frame with the listed transmissions lost: its delay over the loss-free value, whether
+    it counts as lossy, and the sender's event counts."""
+    stream = Stream(frame_bytes, "tcp", n_frames=1, answer_bytes=0, tcp=TcpOptions(**opts))
+    net = ns.Network(link, stream, 0)
+    net.up.loss = Scripted(drops)
+    net.run()
+    extra = net.done[0] - net.capture[0] - analytic_latency(link, stream)
+    return extra, net.dirty[0], net.counts()
 
 
 def test_a_hole_is_repaired_in_one_round_trip_by_sack_and_rack():
@@ -53,7 +63,9 @@ def test_a_lone_lost_tail_segment_waits_about_an_rto():
     assert counts["rto"] + counts["tlp"] == 1
     assert 0.2 < extra < 0.35
     extra, _, _ = one_frame(500, [0])  # a one-segment frame: RTO = srtt + 200 ms
-    assert extra == pytest.approx(tl._jiffies(0.2 + 2 * LINK.delay_s + 1e-5), abs=5e-3)
+    assert extra == pytest.approx(
+        math.ceil((0.2 + 2 * LINK.delay_s + 1e-5) / tl.JIFFY_S) * tl.JIFFY_S, abs=5e-3
+    )
 
 
 def test_the_rto_backs_off_when_the_retransmission_is_lost_too():
@@ -67,40 +79,61 @@ def test_the_rto_backs_off_when_the_retransmission_is_lost_too():
 
 def test_min_rto_is_a_parameter():
     base, _, _ = one_frame(500, [0])
-    short, _, _ = one_frame(500, [0], rto_min_s=0.05)
+    short, _, _ = one_frame(500, [0], rto_s=0.05)
     assert short < base - 0.1
+
+
+def test_the_behaviours_differ_where_their_stacks_do():
+    rtt = 2 * LINK.delay_s
+    # the first of 3 segments lost: only 2 SACKed above it, short of the duplicate threshold
+    linux, _, c = one_frame(3 * 1010, [0])  # RACK: lost once a later segment is delivered
+    assert c["rto"] == 0 and rtt < linux < 2 * rtt
+    ns3, _, c = one_frame(3 * 1010, [0], behaviour="rfc6675")  # RFC 6675: only the RTO finds it
+    assert c["rto"] == 1 and ns3 > 0.19
+    # with 3 SACKed segments above the hole both repair it in about a round trip
+    for behaviour in ("linux", "rfc6675"):
+        extra, _, c = one_frame(10 * 1010, [3], behaviour=behaviour)
+        assert c["rto"] == 0 and c["recoveries"] == 1 and rtt * 0.9 < extra < 1.5 * rtt
+    # a lone lost segment: ns-3's RTO is max(srtt + 4 rttvar, 200 ms), Linux's srtt + 200 ms
+    # (its probe comes then too), SCNSL's a fixed 200 ms
+    ns3, _, c = one_frame(500, [0], behaviour="rfc6675")
+    assert c["tlp"] == 0 and ns3 == pytest.approx(0.2, abs=1e-9)
+    sei, _, c = one_frame(500, [0], behaviour="sei")
+    assert sei == pytest.approx(0.2, abs=1e-9)
+    linux, _, _ = one_frame(500, [0])
+    assert linux > 0.2 + rtt * 0.9
 
 
 def test_slow_start_opens_the_window_round_by_round():
     # 150 segments, initial window 10, serialisation negligible: the window doubles every RTT
     # (10 + 20 + 40 + 80 ≥ 150), so the first frame needs 3 more round trips than the analytic
     # back-to-back value; the second frame finds the window open
-    link = ns.Link(1e12, 10e-3)
+    link = Link(1e12, 10e-3)
     frame = 150 * 1010
     # device compute longer than an RTT: the previous frame's ACKs are back before a frame goes
-    r = ns.simulate(frame, link, "tcp", n_frames=2, device_s=0.05)
-    expect = ns.analytic_latency(frame, link, "tcp", device_s=0.05)
+    r = sim(frame, link, n_frames=2, device_s=0.05, answer_bytes=0)
+    expect = analytic_latency(link, Stream(frame, "tcp", device_s=0.05, answer_bytes=0))
     assert r.latency_s[0] - expect == pytest.approx(3 * 2 * link.delay_s, rel=0.02)
     assert r.latency_s[1] == pytest.approx(expect, rel=1e-9)
-    r = ns.simulate(frame, link, "tcp", n_frames=2, initial_window=40, device_s=0.05)
+    r = sim(frame, link, n_frames=2, initial_window=40, device_s=0.05, answer_bytes=0)
     assert r.latency_s[0] - expect == pytest.approx(2 * 2 * link.delay_s, rel=0.02)
 
 
 def test_slow_start_after_idle_restarts_every_frame_after_a_long_gap():
-    link = ns.Link(1e12, 10e-3)
+    link = Link(1e12, 10e-3)
     frame = 40 * 1010
-    expect = ns.analytic_latency(frame, link, "tcp")
-    gap = ns.simulate(frame, link, "tcp", n_frames=4, fps=1.0)  # 1 s idle > RTO
+    expect = analytic_latency(link, Stream(frame, "tcp", answer_bytes=0))
+    gap = sim(frame, link, n_frames=4, fps=1.0, answer_bytes=0)  # 1 s idle > RTO
     assert (gap.latency_s > expect + 0.03).all()
-    keep = ns.simulate(frame, link, "tcp", n_frames=4, fps=1.0, slow_start_after_idle=False)
+    keep = sim(frame, link, n_frames=4, fps=1.0, slow_start_after_idle=False, answer_bytes=0)
     np.testing.assert_allclose(keep.latency_s[1:], expect, rtol=1e-9)
 
 
 def test_linux_recovers_faster_than_sei_under_loss():
-    link = ns.Link(10e6, 5e-3, 0.02)
+    link = Link(10e6, 5e-3, 0.02)
     kw = {"n_frames": 400, "seed": 3}
-    linux = ns.simulate(30_000, link, "tcp", **kw)
-    sei = ns.simulate(30_000, link, "tcp", tcp="sei", **kw)
+    linux = sim(30_000, link, **kw)
+    sei = sim(30_000, link, tcp="sei", **kw)
     assert linux.p95 < sei.p95 and sei.p95 > 0.2
     assert linux.counts["rto"] < sei.counts["rto"]
 
@@ -133,8 +166,9 @@ def test_loss_model_validation_and_config():
     with pytest.raises(ValueError, match="burst_length"):
         lossmod.LossModel(0.1, "gilbert-elliott", burst_length=0.5)
     spec = {"kind": "gilbert-elliott", "burst_length": 3}
-    r = ns.simulate(20_000, ns.Link(10e6, 1e-3, 0.02), "udp", n_frames=50, loss_model=spec)
-    assert r.frame_loss == pytest.approx(1 - lossmod.clean_probability(ge, r.packets_per_frame))
+    r = ns.simulate(Link(10e6, 1e-3, 0.02, loss_model=spec), Stream(20_000, "udp", n_frames=50))
+    expect = 1 - lossmod.clean_probability(ge, r.packets_per_frame)
+    assert r.frame_loss == pytest.approx(expect)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -143,13 +177,12 @@ def test_loss_model_validation_and_config():
 def test_p95_at_five_percent_loss_does_not_depend_on_the_seed():
     # one-packet frames at p = 5 %: the p95 knife edge (a plain sample p95 flips
     # between ~6 ms and ~220 ms from seed to seed); the stratified one does not move
-    link = ns.Link(1e9, 100e-6, 0.05)
+    link = Link(1e9, 100e-6, 0.05)
     for tcp in ("linux", "sei"):
-        p95 = {ns.simulate(1000, link, "tcp", n_frames=1000, seed=s, tcp=tcp).p95 for s in range(5)}
+        p95 = {sim(1000, link, n_frames=1000, seed=s, tcp=tcp).p95 for s in range(5)}
         assert max(p95) - min(p95) < 0.005, (tcp, p95)
     plain = {
-        float(np.percentile(ns.simulate(1000, link, "tcp", n_frames=200, seed=s).latency_s, 95))
-        for s in range(10)
+        float(np.percentile(sim(1000, link, n_frames=200, seed=s).latency_s, 95)) for s in range(10)
     }
     assert max(plain) > 0.1 > min(plain)  # why the stratification is needed
 

@@ -3,7 +3,7 @@ docs/methods.md §5, docs/latency.md).
 
 SEI leaves this step to the reader of its logs; here it is a rule. For each network profile ×
 protocol × loss level of ``latency.parquet`` the candidates are the evaluated splits plus LC and
-RC (:func:`isplit.latency.candidates.endpoints`).
+RC (:func:`isplit.recommend.candidates.endpoints`).
 
 **Accuracy that counts.** A lost UDP frame gets no answer, so the accuracy an application sees
 over the frames it sends is the *delivered* accuracy, ``accuracy × (1 − frame_loss)`` (a lost
@@ -77,8 +77,8 @@ import pandas as pd
 from isplit.config import settings
 from isplit.evaluation.pareto import pareto_front
 from isplit.io.files import write_json
-from isplit.latency.candidates import endpoints, is_endpoint
-from isplit.latency.recommend_text import CONSTRAINTS, fmt_excess, fmt_s
+from isplit.recommend.candidates import endpoints, is_endpoint
+from isplit.recommend.recommend_text import CONSTRAINTS, fmt_excess, fmt_s
 
 # constraint → (candidate column, kind: "max"/"min", normalisation: "relative"/"absolute")
 PROFILE_LIMIT = ("device_memory", "device_params", "device_max_params")
