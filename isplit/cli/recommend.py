@@ -21,7 +21,31 @@ from isplit.cli.options import EXISTING, JSON, PATH
 )
 @click.option("--out", "out_json", type=PATH, required=True)
 @click.option("--camera", "camera_path", type=EXISTING, default=None, help="camera.parquet")
-def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json, camera_path):
+@click.option(
+    "--outcomes",
+    "outcomes_path",
+    type=EXISTING,
+    default=None,
+    help="the evaluation's outcomes.parquet: per-image validation predictions for the tie test",
+)
+@click.option(
+    "--camera-predictions",
+    "camera_predictions_path",
+    type=EXISTING,
+    default=None,
+    help="the camera stage's per-image predictions",
+)
+def recommend(
+    latency_path,
+    splits_path,
+    finetune_metrics,
+    cfg,
+    metric,
+    out_json,
+    camera_path,
+    outcomes_path,
+    camera_predictions_path,
+):
     """The candidate meeting the QoS constraints per network profile, protocol and loss level,
     chosen on validation accuracy → OUT (JSON)."""
     from isplit.recommend import recommend as rec
@@ -35,5 +59,7 @@ def recommend(latency_path, splits_path, finetune_metrics, cfg, metric, out_json
         out_json=out_json,
         metric=metric,
         camera_path=camera_path,
+        outcomes_path=outcomes_path,
+        camera_predictions_path=camera_predictions_path,
     )
     click.echo(recommend_text.markdown_table(result))

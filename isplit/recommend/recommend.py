@@ -27,14 +27,14 @@ device_memory      parameters on the device ≤ the device profile's ``max_param
                    (``device_max_params`` in latency.parquet; always applied when known)
 =================  =====================================================================
 
-The **recommendation** is the most accurate feasible candidate, where accuracies whose 95 %
-intervals overlap the best feasible one's are ties (seeds and test images make a 0.2-point
-difference noise), broken by lower p95 latency, then by fewer device FLOPs, then by the earlier
-split. Without interval columns the point values are compared. If none is feasible the answer
-gives the **nearest miss**: the candidate with the smallest total violation, where each violated
-constraint contributes its excess relative to the limit for latency, parameters and FLOPs (0.5 =
-50 % over), and its absolute excess for the fractions accuracy and frame loss. The **Pareto
-front** (delivered validation accuracy up, p95 down) is given for every group.
+The **recommendation** is the most accurate feasible candidate, or one that a paired test on
+the same validation images shows to be as accurate within ``margin`` (:mod:`.ties`): among
+those the lowest p95 latency wins, then the fewest device FLOPs, then the earlier split. If
+none is feasible the answer gives the **nearest miss**: the candidate with the smallest total
+violation, where each violated constraint contributes its excess relative to the limit for
+latency, parameters and FLOPs (0.5 = 50 % over), and its absolute excess for the fractions
+accuracy and frame loss. The **Pareto front** (delivered validation accuracy up, p95 down) is
+given for every group.
 
 ``recommendation.json`` (strict JSON: NaN/inf are written as ``null``)::
 
@@ -50,7 +50,9 @@ front** (delivered validation accuracy up, p95 down) is given for every group.
         "device_profile", "server_profile",
         "status": "ok" | "none", "message": one line for people,
         "n_candidates", "n_feasible", "feasible": [layer, ...],
-        "tied": [layer, ...]  (feasible candidates tied with the best on accuracy),
+        "tied": [layer, ...]  (feasible candidates as accurate as the best, by the tie test),
+        "tie_test": {"method", "margin", "differences": {layer: {difference, ci,
+                     equivalent}}} | null,
         "recommended": point | null,
         "nearest_miss": point + {"violation", "violations": [{"constraint", "value", "limit",
                                  "excess", "score"}]} | null,
@@ -77,6 +79,7 @@ import pandas as pd
 from isplit.config import settings
 from isplit.evaluation.pareto import pareto_front
 from isplit.io.files import write_json
+from isplit.recommend import ties
 from isplit.recommend.candidates import endpoints, is_endpoint
 from isplit.recommend.recommend_text import CONSTRAINTS, fmt_excess, fmt_s
 
@@ -198,18 +201,6 @@ def _finite(v, worst=math.inf):
     return v if math.isfinite(v) else worst
 
 
-def choose(feasible: list[dict]) -> tuple[dict, list[dict]]:
-    """The recommended candidate and the candidates tied with the best on accuracy."""
-    best = max(feasible, key=lambda r: (_finite(r["accuracy"], -math.inf), -r["layer_index"]))
-    lo = _finite(best["accuracy_lo"], _finite(best["accuracy"], -math.inf))
-    tied = [r for r in feasible if _finite(r["accuracy_hi"], _finite(r["accuracy"], -1)) >= lo]
-    pick = min(
-        tied,
-        key=lambda r: (_finite(r["latency_p95_s"]), _finite(r["device_flops"]), r["layer_index"]),
-    )
-    return pick, tied
-
-
 def _rank_key(r: Mapping):
     acc, p95 = float(r["accuracy"]), float(r["latency_p95_s"])
     return (
@@ -219,8 +210,9 @@ def _rank_key(r: Mapping):
     )
 
 
-def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
-    """Recommendation, nearest miss and Pareto front for one profile × protocol × loss."""
+def recommend_group(points: pd.DataFrame, q: Mapping, outcomes=None) -> dict:
+    """Recommendation, nearest miss and Pareto front for one profile × protocol × loss;
+    ``outcomes`` (:class:`isplit.recommend.ties.Outcomes`) decide the ties."""
     recs = points.to_dict("records")
     feas, misses = [], []
     for r in recs:
@@ -237,20 +229,22 @@ def recommend_group(points: pd.DataFrame, q: Mapping) -> dict:
         "feasible": [r["layer"] for r in sorted(feas, key=lambda r: r["layer_index"])],
     }
     if feas:
-        best, tied = choose(feas)
+        best, tied, test = ties.choose(feas, outcomes, float(q["margin"]))
         out["status"] = "ok"
         out["tied"] = [r["layer"] for r in sorted(tied, key=lambda r: r["layer_index"])]
+        out["tie_test"] = test
         out["recommended"] = _point(best)
         out["nearest_miss"] = None
         out["message"] = (
             f"{best['label']}: accuracy {best['accuracy']:.4f} (validation, delivered), "
             f"p95 {fmt_s(best['latency_p95_s'])}"
-            + (f"; tied on accuracy with {len(tied) - 1} other(s)" if len(tied) > 1 else "")
+            + (f"; as accurate as {len(tied) - 1} other(s)" if len(tied) > 1 else "")
         )
     else:
         score, r, v = min(misses, key=lambda m: (m[0], *_rank_key(m[1])))
         out["status"] = "none"
         out["tied"] = []
+        out["tie_test"] = None
         out["recommended"] = None
         out["nearest_miss"] = {**_point(r), "violation": _num(score), "violations": v}
         broken = "; ".join(f"{x['constraint']} by {fmt_excess(x)}" for x in v)
@@ -293,12 +287,17 @@ def run(
     out_json: str | Path,
     metric: str = "top1",
     camera_path: str | Path | None = None,
+    outcomes_path: str | Path | None = None,
+    camera_predictions_path: str | Path | None = None,
 ) -> dict:
     """Write ``recommendation.json`` (schema in the module docstring) atomically and return it.
 
     ``cfg`` is the ``qos`` config section; ``finetune_metrics_path`` gives LC's and RC's
     accuracy (``None``: unknown, so they fail any accuracy constraint); ``metric``: the
-    experiment's accuracy metric (``splits.parquet`` columns ``val_<metric>``, ``<metric>``)."""
+    experiment's accuracy metric (``splits.parquet`` columns ``val_<metric>``, ``<metric>``);
+    ``outcomes_path`` (the evaluation's ``outcomes.parquet``) and ``camera_predictions_path``
+    (the camera stage's per-image predictions) give the paired tie test
+    (:mod:`isplit.recommend.ties`)."""
     q = settings("qos", cfg).to_dict()
     lat = pd.read_parquet(latency_path)
     splits = pd.read_parquet(splits_path)
@@ -308,6 +307,7 @@ def run(
     classes = list(q["classes"]) if q["classes"] else None
     camera = pd.read_parquet(camera_path) if camera_path else None
     cand = candidate_table(splits, finetune, classes, metric, camera)
+    outcomes = ties.load(outcomes_path, camera_predictions_path, finetune, metric, classes)
     pts = points_table(lat, cand)
     if not q["include_endpoints"]:
         pts = pts[~pts["layer"].map(is_endpoint)]
@@ -328,7 +328,7 @@ def run(
                 "delay_s": float(first["delay_s"]),
                 "device_profile": str(first.get("device_profile", "")),
                 "server_profile": str(first.get("server_profile", "")),
-                **recommend_group(g, q),
+                **recommend_group(g, q, outcomes),
             }
         )
     if classes:

@@ -82,6 +82,7 @@ def files(tmp_path):
     (tmp_path / "finetune.json").write_text(
         json.dumps(
             {
+                "classes": CLASSES,
                 "test": {"top1": 0.9, "per_class": {"a": 0.7, "b": 0.9, "c": 0.95}},
                 "val": {"top1": 0.9, "per_class": {"a": 0.7, "b": 0.9, "c": 0.95}},
             }
@@ -229,15 +230,77 @@ def test_chosen_on_validation_with_interval_ties(files):
     assert g["recommended"]["layer"] == "l2" and g["tied"] == ["l2"]
     assert g["recommended"]["test_accuracy"] == pytest.approx(0.85)
     assert rec["test_accuracy"]["l3"] == pytest.approx(0.95)
-    # with intervals, l1 and l3 overlap l2's: a tie, broken by the lower p95 (l1: 0.08 s)
+    # overlapping intervals are no tie any more: only a paired test on the same images makes
+    # one (test_paired_ties_decide_the_recommendation)
     splits["val_top1_lo"] = splits["val_top1"] - 0.03
     splits["val_top1_hi"] = splits["val_top1"] + 0.03
     g = files(cfg={"max_p95_s": 0.2}, splits=splits)["groups"][0]
-    assert g["tied"] == ["l1", "l2", "l3"] and g["recommended"]["layer"] == "l1"
-    assert g["recommended"]["accuracy_lo"] == pytest.approx(0.80)
-    # equal p95: fewer device FLOPs wins
-    g = files(p95={**P95, "l1": 0.10, "l3": 0.10}, cfg={"max_p95_s": 0.2}, splits=splits)
-    assert g["groups"][0]["recommended"]["layer"] == "l1"
+    assert g["tied"] == ["l2"] and g["recommended"]["layer"] == "l2"
+    assert g["tie_test"]["method"].startswith("equal accuracy")
+
+
+def _outcomes(tmp_path, correct: dict[str, list], labels):
+    """outcomes.parquet from each option's per-seed correctness on shared images."""
+    import numpy as np
+
+    rows = []
+    for layer, seeds in correct.items():
+        for s, right in enumerate(seeds):
+            pred = np.where(right, labels, (labels + 1) % 3)
+            ids = [f"v{i}" for i in range(len(labels))]
+            rows.append(
+                pd.DataFrame(
+                    {"layer": layer, "seed": s, "label": labels, "pred": pred, "sample_id": ids}
+                )
+            )
+    pd.concat(rows).to_parquet(tmp_path / "outcomes.parquet")
+    return tmp_path / "outcomes.parquet"
+
+
+def test_paired_ties_decide_the_recommendation(files, tmp_path):
+    """l1 (0.08 s) disagrees with l3 (0.10 s, the most accurate feasible) on 3 of 1,200
+    images: a paired tie within the 1-point margin, so the faster l1 wins; l0 (0.05 s) is 8
+    points worse on the same images: no tie, whatever its interval."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(1200) % 3
+    base = rng.random(1200) < 0.85
+    near = base.copy()
+    near[np.flatnonzero(base)[:3]] = False
+    worse = base.copy()
+    worse[np.flatnonzero(base)[:96]] = False
+    path = _outcomes(tmp_path, {"finetuned": [base], "l0": [worse, worse], "l1": [near, near],
+                                "l2": [worse, worse], "l3": [base, base]}, labels)  # fmt: skip
+    splits = splits_table()
+    acc = {k: float(v.mean()) for k, v in (("l0", worse), ("l1", near), ("l2", worse))}
+    splits["val_top1"] = [acc["l0"], acc["l1"], acc["l2"], float(base.mean())]
+    splits.to_parquet(files.dir / "splits.parquet")
+    latency_table(P95).to_parquet(files.dir / "latency.parquet")
+    rec = recommend.run(
+        latency_path=files.dir / "latency.parquet",
+        splits_path=files.dir / "splits.parquet",
+        finetune_metrics_path=files.dir / "finetune.json",
+        cfg={"max_p95_s": 0.2, "margin": 0.01},
+        out_json=files.dir / "recommendation.json",
+        outcomes_path=path,
+    )
+    g = rec["groups"][0]
+    assert g["recommended"]["layer"] == "l1" and g["tied"] == ["l1", "l3"]
+    diff = g["tie_test"]["differences"]
+    assert diff["l1"]["equivalent"] and not diff["l0"]["equivalent"]
+    assert diff["l0"]["difference"] == pytest.approx(96 / 1200)
+    assert g["tie_test"]["margin"] == 0.01
+    # a margin of 0 makes nothing equivalent: the most accurate one stands alone
+    rec = recommend.run(
+        latency_path=files.dir / "latency.parquet",
+        splits_path=files.dir / "splits.parquet",
+        finetune_metrics_path=files.dir / "finetune.json",
+        cfg={"max_p95_s": 0.2, "margin": 0.0},
+        out_json=files.dir / "recommendation.json",
+        outcomes_path=path,
+    )
+    assert rec["groups"][0]["recommended"]["layer"] == "l3"
 
 
 def test_udp_frame_loss_discounts_the_accuracy(files):

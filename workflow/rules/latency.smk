@@ -72,6 +72,8 @@ rule recommend:
         splits="results/{exp}/splits.parquet",
         finetune="results/{exp}/finetune/metrics.json",
         camera="results/{exp}/camera/camera.parquet",
+        outcomes="results/{exp}/outcomes.parquet",
+        camera_predictions="results/{exp}/camera/predictions.parquet",
     output:
         "results/{exp}/recommendation.json",
     log:
@@ -89,4 +91,5 @@ rule recommend:
         "python -m isplit recommend --latency {input.latency:q} --splits {input.splits:q}"
         " --finetune-metrics {input.finetune:q} --config {params.cfg:q}"
         " --metric {params.metric} --camera {input.camera:q}"
+        " --outcomes {input.outcomes:q} --camera-predictions {input.camera_predictions:q}"
         " --out {output:q} > {log:q} 2>&1"
