@@ -255,7 +255,11 @@ def test_tiny_run_every_later_output_parses(tiny_run):
         for ext in ("png", "pdf"):
             assert (res / "figures" / f"{stem}.{ext}").stat().st_size > 10_000, stem
     summary = (res / "summary.md").read_text()
-    assert "ρ with test accuracy" in summary and "Recommended split" in summary and "Deployment" in summary
+    assert (
+        "ρ with test accuracy" in summary
+        and "Recommended split" in summary
+        and "Deployment" in summary
+    )
 
 
 def test_tiny_rerun_is_incremental(tiny_run, tmp_path):
