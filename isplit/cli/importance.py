@@ -14,17 +14,19 @@ from isplit.cli.options import EXISTING, JSON, PATH
 @click.option("--dataset", "dataset_dir", type=EXISTING, required=True)
 @click.option("--config", "cfg", type=JSON, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=PATH, required=True)
+@click.option("--samples-out", type=PATH, required=True, help="samples.parquet")
+@click.option("--channels-out", type=PATH, required=True, help="channels.parquet")
 @click.option("--threads", type=int, default=None)
 @click.option("--device", default="auto", show_default=True)
-def importance(model_path, dataset_dir, cfg, seed, out_dir, threads, device):
-    """Per-image, per-layer I-SPLIT importance → OUT/samples.parquet, OUT/channels.parquet."""
+def importance(model_path, dataset_dir, cfg, seed, samples_out, channels_out, threads, device):
+    """Per-image, per-layer I-SPLIT importance → SAMPLES-OUT and CHANNELS-OUT (Parquet)."""
     from isplit.importance import stage
 
     summary = stage.run(
         model_path=model_path,
         dataset_dir=dataset_dir,
-        out_dir=out_dir,
+        samples_out=samples_out,
+        channels_out=channels_out,
         cfg=cfg,
         seed=seed,
         threads=threads,

@@ -1,7 +1,7 @@
 """The importance stage: per-image layer Grad-CAM of one split of a prepared dataset, streamed
 to Parquet.
 
-Files written by :func:`run` (``out_dir``)
+Files written by :func:`run` (``samples_out``, ``channels_out``)
 --------------------------------------------
 ``samples.parquet`` — one row per (image, probe point), sorted by ``sample`` then
 ``layer_index``:
@@ -77,7 +77,8 @@ def run(
     *,
     model_path: str | Path,
     dataset_dir: str | Path,
-    out_dir: str | Path,
+    samples_out: str | Path,
+    channels_out: str | Path,
     cfg: dict,
     seed: int,
     threads: int | None = None,
@@ -85,13 +86,12 @@ def run(
     log=sys.stderr,
 ) -> dict:
     """Load a fine-tuned ``model.pt``, run :func:`iter_batches` over one split of a prepared
-    dataset and write ``out_dir/samples.parquet`` and ``out_dir/channels.parquet``.
+    dataset and write ``samples_out`` and ``channels_out`` (``samples.parquet`` and
+    ``channels.parquet`` below).
 
     Returns a summary: images, layers, seconds, images/s and the settings used.
     """
     c = settings("importance", cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     set_determinism(seed, threads)
     dev = pick_device(device)
     target = c.resolved_target
@@ -149,7 +149,9 @@ def run(
     labels_ = np.array([la.label for la in probes], dtype=object)
     cls_names = np.array(classes, dtype=object)
     stats = ChannelStats(len(classes))
-    samples_path, channels_path = out_dir / "samples.parquet", out_dir / "channels.parquet"
+    samples_path, channels_path = Path(samples_out), Path(channels_out)
+    for path in (samples_path, channels_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     schema_s = with_metadata(SAMPLES_SCHEMA, run_meta)
     group_rows = max(1, c.row_group_rows)
     t0 = time.perf_counter()

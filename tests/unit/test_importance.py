@@ -187,7 +187,8 @@ def test_run_writes_streamed_parquet(tmp_path, array_dataset):
         summary = stage.run(
             model_path=tmp_path / "model.pt",
             dataset_dir=array_dataset,
-            out_dir=out,
+            samples_out=out / "samples.parquet",
+            channels_out=out / "channels.parquet",
             cfg=cfg,
             seed=0,
             threads=1,

@@ -19,11 +19,6 @@ BLOCK = re.compile(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
 # a directive of a rule block, and its body: the lines indented deeper than it
 DIRECTIVE = re.compile(r"^    (\w+):[^\n]*\n((?:(?:        [^\n]*)?\n)*)", re.M)
 NAMED = re.compile(r"^        (\w+)=", re.M)
-#: its owner converts this rule (then strict xfail flags the stale entry): it passes
-#: ``--out results/<exp>/importance`` and the command names the files inside
-PENDING = {"importance"}
-
-
 def figure_stems() -> dict[str, list[str]]:
     """The figures :data:`FIGURES` in common.smk gives each figure rule."""
     common = (RULES / "common.smk").read_text()
@@ -119,15 +114,7 @@ def test_a_rule_that_hides_its_files_is_found():
     ]
 
 
-@pytest.mark.parametrize(
-    "rule",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(strict=True, reason="its owner converts it"))
-        if r in PENDING
-        else r
-        for r in RULE_BLOCKS
-    ],
-)
+@pytest.mark.parametrize("rule", list(RULE_BLOCKS))
 def test_every_declared_output_is_on_the_command_line(rule):
     found = problems(RULE_BLOCKS[rule], FIGURES)
     assert not found, f"rule {rule}: {'; '.join(found)}"

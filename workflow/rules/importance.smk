@@ -17,12 +17,11 @@ rule importance:
     params:
         cfg=exp_cfg("importance"),
         seed=exp_value("seed"),
-        out="results/{exp}/importance",
         code=code_version("importance"),
     shell:
         "python -m isplit importance --model {input.model:q} --dataset {input.dataset:q}"
-        " --config {params.cfg:q} --seed {params.seed} --out {params.out:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --config {params.cfg:q} --seed {params.seed} --samples-out {output.samples:q}"
+        " --channels-out {output.channels:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule linear_probe:
