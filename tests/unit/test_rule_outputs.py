@@ -19,6 +19,8 @@ BLOCK = re.compile(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", re.M | re.S)
 # a directive of a rule block, and its body: the lines indented deeper than it
 DIRECTIVE = re.compile(r"^    (\w+):[^\n]*\n((?:(?:        [^\n]*)?\n)*)", re.M)
 NAMED = re.compile(r"^        (\w+)=", re.M)
+
+
 def figure_stems() -> dict[str, list[str]]:
     """The figures :data:`FIGURES` in common.smk gives each figure rule."""
     common = (RULES / "common.smk").read_text()
