@@ -217,6 +217,18 @@ def wire_sizes(link: Link, stream: Stream) -> list[int]:
     return [s + link.link_header for s in packets(link, stream)]
 
 
+def clean_weight(link: Link, stream: Stream) -> float:
+    """Exact probability that neither a frame's packets nor its answer meet a loss: the weight
+    of the clean stratum in :mod:`.stats`. Known where the medium draws loss a fixed number of
+    times per frame (a wire; the first transmission of each Wi-Fi MPDU without contenders; LTE's
+    residual loss after the radio); NaN where fragments, retries or collisions make that number
+    random (802.15.4, contended Wi-Fi): then one stratum, plain sample percentiles."""
+    if link.medium == "ieee802154" or link.contenders:
+        return math.nan
+    p = lossmod.clean_probability(link.loss_process(), len(packets(link, stream)))
+    return p * (1 - link.reverse_loss) ** (stream.answer_bytes > 0)
+
+
 def serialisation_s(link: Link, stream: Stream) -> float:
     """Time a wire is busy sending one frame: every packet with its headers."""
     return 8 * sum(wire_sizes(link, stream)) / link.bandwidth_bps

@@ -34,7 +34,7 @@ import numpy as np
 from isplit.latency import loss as lossmod
 from isplit.latency import mac, stats
 from isplit.latency.engine import READY, TIMER, Events
-from isplit.latency.link import Link, Stream, analytic_latency, fps_max, packets
+from isplit.latency.link import Link, Stream, analytic_latency, clean_weight, fps_max, packets
 from isplit.latency.tcp_behaviours import connection
 
 HANDSHAKE_BYTES = 74  # a SYN with options, for the first RTT sample
@@ -219,6 +219,8 @@ class Network:
     def _answer_lost(self, t, x, final):
         i = x[0]
         self.answer_lost[i] = True
+        if not final:  # the MAC sends it again itself; answering twice would start i + 1 twice
+            return
         if self.tcp is not None:  # the server's TCP sends it again after its RTO
             self.ev.at(t + self.tcp.rto, TIMER, self._served, i)
             return
@@ -257,12 +259,6 @@ class Network:
         self.dirty |= self.answer_lost
         return self
 
-    def clean_probability(self) -> float:
-        """Exact probability that no packet of a frame, nor its answer, is lost: the weight of
-        the clean stratum, and the probability that a UDP frame is answered."""
-        p = lossmod.clean_probability(self.model, len(self.sizes))
-        return p * (1 - self.link.reverse_loss) ** (self.s.answer_bytes > 0)
-
     def counts(self) -> dict:
         return self.tcp.counts if self.tcp is not None else {"retransmissions": 0}
 
@@ -271,14 +267,14 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
     """Send ``stream`` over ``link`` and time every frame (module doc). Same arguments →
     identical result."""
     net = Network(link, stream, seed).run()
-    p_clean = net.clean_probability()
+    p_clean = clean_weight(link, stream)
     return result(
         net.done - net.capture,
         net.capture,
         net.lost,
         ~net.dirty,
         p_clean=p_clean,
-        frame_loss=1 - p_clean if stream.protocol == "udp" else None,
+        frame_loss=1 - p_clean if stream.protocol == "udp" and link.medium == "wire" else None,
         fps_max=fps_max(link, stream),
         packets=len(net.sizes),
         wire_bytes=sum(net.sizes) + link.link_header * len(net.sizes),

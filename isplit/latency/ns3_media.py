@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 
-from isplit.latency import loss as lossmod
-from isplit.latency.link import Link, Stream, packets
+from isplit.latency.link import Link, Stream
 
 WIFI = {
     # medium: standard, data mode, width (MHz), band
@@ -53,15 +52,6 @@ def check(link: Link, stream: Stream) -> None:
     if link.medium in WIFI:
         return
     raise ValueError(f"medium {link.medium!r}: no ns-3 scene")
-
-
-def p_clean(link: Link, stream: Stream) -> float:
-    """The clean stratum's weight: one loss draw per MPDU's first transmission."""
-    if link.medium in WIFI or link.medium == "lte":
-        k = len(packets(link, stream))
-        p = lossmod.clean_probability(link.loss_process(), k)
-        return p * (1 - link.reverse_loss) ** (stream.answer_bytes > 0)
-    return math.nan
 
 
 def build(ns, nodes, link: Link, stream: Stream, rng, models_for):

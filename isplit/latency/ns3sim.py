@@ -44,7 +44,7 @@ import numpy as np
 
 from isplit.latency import loss as lossmod
 from isplit.latency import mac, netsim
-from isplit.latency.link import Link, Stream, fps_max, packets
+from isplit.latency.link import Link, Stream, clean_weight, fps_max, packets
 
 START_S = 1.0  # the stream starts after the handshake (and association, on a wireless link)
 CROSS_PORT = 10  # the cross traffic's sink; its datagrams are not the stream's
@@ -229,7 +229,7 @@ def simulate(link: Link, stream: Stream, *, seed: int = 0, n_boot: int = 200) ->
     latency = np.where(lost, np.nan, done - capture)
     app = stream.app
     dirty = _dirty(drops, stream, stream.frame_bytes + app * len(sizes), stream.answer_bytes + app)
-    p_clean = _p_clean(link, stream)
+    p_clean = clean_weight(link, stream)
     return netsim.result(
         latency,
         capture,
@@ -336,15 +336,3 @@ def _dirty(drops, stream: Stream, per_frame: int, per_answer: int) -> np.ndarray
             if (f or k > 0) and i < n:
                 dirty[int(i)] = True
     return dirty
-
-
-def _p_clean(link: Link, stream: Stream) -> float:
-    """The clean stratum's exact weight where the medium has a fixed number of loss draws per
-    frame, else NaN (one stratum)."""
-    if link.medium != "wire":
-        from isplit.latency import ns3_media
-
-        return ns3_media.p_clean(link, stream)
-    k = len(packets(link, stream))
-    p = lossmod.clean_probability(link.loss_process(), k)
-    return p * (1 - link.reverse_loss) ** (stream.answer_bytes > 0)
