@@ -56,7 +56,9 @@ def excludes_zero(entry: dict) -> str:
 # ----------------------------------------------------------------------------- collect
 
 
-def collect(workdir: Path, out: Path, config: Path, experiments: list[str]) -> None:
+def collect(
+    workdir: Path, out: Path, config: Path, experiments: list[str], trained_at: str | None
+) -> None:
     cfg = yaml.safe_load(config.read_text())
     commit = subprocess.run(
         ["git", "-C", str(workdir), "rev-parse", "HEAD"], capture_output=True, text=True
@@ -81,6 +83,8 @@ def collect(workdir: Path, out: Path, config: Path, experiments: list[str]) -> N
                 times[rule] = times.get(rule, 0.0) + float(s)
         provenance = {
             "commit": commit,
+            # the splits may have been retrained at an earlier commit than the statistics
+            "trained_at": trained_at or commit,
             "config": str(config),
             "machine": f"{platform.machine()}, {_cores()} cores (shared with other work)",
             "seconds_by_rule": {k: round(v, 1) for k, v in sorted(times.items())},
@@ -224,6 +228,7 @@ def main(argv=None) -> None:
     c.add_argument("--workdir", type=Path, default=Path("."))
     c.add_argument("--config", type=Path, default=Path("config/validate.yaml"))
     c.add_argument("--out", type=Path, default=Path("docs/study"))
+    c.add_argument("--trained-at", default=None, help="commit the retraining ran at, if earlier")
     g = sub.add_parser("targets", help="print the quality.json of every study experiment")
     g.add_argument("--config", type=Path, default=Path("config/validate.yaml"))
     t = sub.add_parser("tables", help="print the study's markdown tables")
@@ -231,7 +236,7 @@ def main(argv=None) -> None:
     t.add_argument("--pairs", nargs="+", default=None, help="default: every non -ft experiment")
     a = ap.parse_args(argv)
     if a.command == "collect":
-        collect(a.workdir, a.out, a.config, a.experiments)
+        collect(a.workdir, a.out, a.config, a.experiments, a.trained_at)
         return
     if a.command == "targets":
         exps = yaml.safe_load(a.config.read_text())["experiments"]

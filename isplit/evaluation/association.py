@@ -35,7 +35,8 @@ The interval: a test inverted
     residual's length is the noise-corrected ``|Mp̂|² − tr(MΣ)`` and its direction is rotated
     toward ``a`` until θ₀ holds. ``p̂`` is redrawn from ``N(p₀, Σ)`` many times (the same
     draws for every θ₀) and θ₀ is kept when the measured statistic is inside the central 95 %
-    of its redraws. The interval is the range of kept θ₀. When no θ₀ is kept (the noise-
+    of its redraws. The interval is the range of kept θ₀; where the redraws are narrower than
+    the grid's step, candidates are added inside the steps where the verdict changes. When no θ₀ is kept (the noise-
     corrected length underestimates the signal), the length is raised by one to three standard
     deviations of its estimate until some θ₀ is. Coverage of this construction for ρ, partial
     ρ and the within-size statistic at truths 0, 0.5 and 0.8: 92–99 % in 200 simulated studies
@@ -128,10 +129,13 @@ def curve(
     level: float = 0.95,
     n_sim: int = N_SIM,
     seed: int = 0,
+    refine: bool = False,
 ) -> Curve:
     """The confidence curve for ``θ = a·Mp / |Mp|`` (see the module docstring); ``a`` need
     not be a unit vector (a paired difference of two directions: θ then ranges over ±|a|).
-    :data:`EMPTY` where the statistic is undefined."""
+    :data:`EMPTY` where the statistic is undefined. On :data:`GRID` (what :func:`pooled`
+    needs), or with ``refine`` also between grid points where the test's verdict changes: a
+    well-measured statistic's redraws can be narrower than the grid's step."""
     a = np.asarray(a, float)
     span = float(np.linalg.norm(a))
     if not np.all(np.isfinite(a)) or span < 1e-12:
@@ -150,18 +154,45 @@ def curve(
     length2 = float(mp @ mp - np.trace(m @ sigma))
     redrawn = (p_hat + noise) @ m.T
     spread = float(np.std(np.einsum("bk,bk->b", redrawn, redrawn)))
-    grid = GRID * span
-    sims = np.zeros((len(grid), n_sim))
-    for extra in range(4):
-        length = np.sqrt(max(length2 + extra * spread, 1e-12))
-        for j, theta in enumerate(grid):
+
+    def redraws(thetas, length):
+        sims = np.zeros((len(thetas), n_sim))
+        for j, theta in enumerate(thetas):
             c = theta / span
             p0 = kept + length * (c * unit + np.sqrt(max(1 - c * c, 0.0)) * u)
             sims[j] = measured(a, m, p0 + noise)
+        return sims
+
+    grid = GRID * span
+    for extra in range(4):
+        length = np.sqrt(max(length2 + extra * spread, 1e-12))
+        sims = redraws(grid, length)
         below = _below(sims, t_obs)
-        if _kept(below, level).any():
+        if _kept(below, level).any() or (refine and len(_between(grid, below, level))):
             break
+    for _ in range(4 if refine else 0):
+        new = _between(grid, below, level)
+        if not len(new):
+            break
+        grid = np.concatenate([grid, new])
+        sims = np.concatenate([sims, redraws(new, length)])
+        order = np.argsort(grid, kind="stable")
+        grid, sims = grid[order], sims[order]
+        below = _below(sims, t_obs)
     return Curve(grid, t_obs, sims, below)
+
+
+def _between(grid: np.ndarray, below: np.ndarray, level: float, n: int = 16) -> np.ndarray:
+    """New candidate values inside each grid step where the verdict changes (kept ↔ rejected,
+    or the measured value passes the median of the redraws with neither end kept)."""
+    ok = _kept(below, level)
+    change = (ok[:-1] != ok[1:]) | ((below[:-1] - 0.5) * (below[1:] - 0.5) < 0)
+    step = np.diff(grid)
+    change &= step > 1e-6 * (grid[-1] - grid[0])
+    return np.concatenate(
+        [np.linspace(grid[k], grid[k + 1], n + 2)[1:-1] for k in np.flatnonzero(change)]
+        or [np.zeros(0)]
+    )
 
 
 def _below(sims: np.ndarray, t_obs: float) -> np.ndarray:
@@ -178,13 +209,14 @@ def interval_from_curve(c: Curve, level: float = CI_LEVEL) -> tuple[float, float
     if not ok.any():
         return (float("nan"), float("nan"))
     lo, hi = c.grid[ok].min(), c.grid[ok].max()
-    span = c.grid[-1] / GRID[-1]
+    span = c.grid[-1] / GRID[-1]  # refinement keeps the grid's ends
     return (-span if lo == c.grid[0] else float(lo), span if hi == c.grid[-1] else float(hi))
 
 
 def interval(a, m, p_hat, sigma, *, level: float = CI_LEVEL, n_sim: int = N_SIM, seed: int = 0):
     """Confidence interval for ``θ = a·Mp / |Mp|`` (:func:`curve`, inverted)."""
-    return interval_from_curve(curve(a, m, p_hat, sigma, level=level, n_sim=n_sim, seed=seed))
+    c = curve(a, m, p_hat, sigma, level=level, n_sim=n_sim, seed=seed, refine=True)
+    return interval_from_curve(c, level)
 
 
 def pooled(curves: Sequence[Curve], level: float = CI_LEVEL) -> tuple[float, tuple]:

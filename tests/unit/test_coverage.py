@@ -119,3 +119,20 @@ def test_statistics_on_exact_tables():
     assert np.isnan(association.direction(sizes, m)).all()
     with pytest.raises(ValueError, match="design 'nope'"):
         association.design("nope", sizes, depth)
+
+
+def test_a_well_measured_statistic_gets_an_interval_around_it_finer_than_the_grid():
+    """Redraws narrower than the grid's step (accuracies far apart, little noise): the interval
+    still holds the estimate and is narrower than one step, not a single grid point."""
+    rng = np.random.default_rng(3)
+    k = 12
+    acc = np.linspace(0.45, 0.96, k) ** 0.3 + rng.normal(0, 0.002, k)
+    sigma = np.full((k, k), 0.5e-7) + np.eye(k) * 0.5e-7
+    m = association.design("plain", np.arange(k), np.arange(k))
+    a = association.direction(np.arange(k) + rng.normal(0, 2, k), m)
+    a = a - association.direction(np.arange(k), m)  # a paired difference: |a| < 2
+    value = association.measured(a, m, acc)
+    lo, hi = association.interval(a, m, acc, sigma, n_sim=500)
+    step = np.diff(association.GRID).max() * np.linalg.norm(a)
+    assert lo <= value <= hi
+    assert 0 < hi - lo < step
