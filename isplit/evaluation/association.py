@@ -36,11 +36,11 @@ The interval: a test inverted
     toward ``a`` until θ₀ holds. ``p̂`` is redrawn from ``N(p₀, Σ)`` many times (the same
     draws for every θ₀) and θ₀ is kept when the measured statistic is inside the central 95 %
     of its redraws. The interval is the range of kept θ₀; where the redraws are narrower than
-    the grid's step, candidates are added inside the steps where the verdict changes. When no θ₀ is kept (the noise-
-    corrected length underestimates the signal), the length is raised by one to three standard
-    deviations of its estimate until some θ₀ is. Coverage of this construction for ρ, partial
-    ρ and the within-size statistic at truths 0, 0.5 and 0.8: 92–99 % in 200 simulated studies
-    (tests/unit/test_coverage.py, docs/methods.md).
+    the grid's step, candidates are added inside the steps where the verdict changes. When no
+    θ₀ is kept (the noise-corrected length underestimates the signal), the length is raised by
+    one to three standard deviations of its estimate until some θ₀ is. Coverage of this
+    construction for ρ, partial ρ and the within-size statistic at truths 0, 0.5 and 0.8:
+    92–99 % in 200 simulated studies (tests/unit/test_coverage.py, docs/methods.md).
 """
 
 from __future__ import annotations
