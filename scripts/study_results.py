@@ -37,6 +37,8 @@ STATISTICS = {"partial": "partial_cui_given_size_depth", "within_size": "within_
 
 
 def ci(entry: dict | None, digits: int = 2) -> str:
+    if entry and str(entry.get("note", "")).startswith("undefined"):
+        return "undefined¹"
     if not entry or entry.get("value") is None:
         return "–"
     v = f"{entry['value']:.{digits}f}"
@@ -205,6 +207,8 @@ def tables(qualities: dict[str, dict], pairs: list[str], ft_group: list[str]) ->
         for kind, key in STATISTICS.items():
             row(kind, lambda q, k=key: ci(q[k]) + excludes_zero(q[k]), ft_group)
         row("criterion holds", lambda q: "yes" if q["cui_adds_to_size"] else "no", ft_group)
+        out += ["", "¹ CUI orders the splits exactly as depth inside every group of equal size: "
+                "nothing is left to correlate."]  # fmt: skip
     out += ["", "Per class: the class's own best split against the global best, gain in that "
             "class's test recall (whole procedure resampled):", ""]  # fmt: skip
     out += ["| experiment | class (test n) | own / global | gain | beyond CI |", "|---" * 5 + "|"]

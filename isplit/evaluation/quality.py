@@ -125,6 +125,13 @@ class Study:
         a = association.direction(x[ok], m)
         if minus is not None:
             a = a - association.direction(minus[ok], m)
+        if not np.all(np.isfinite(a)):
+            return {
+                "value": None,
+                "ci": [None, None],
+                "n_points": int(ok.sum()),
+                "note": "undefined: the design (size, depth) explains the predictor's ranks",
+            }
         acc, sigma = self.acc_test[ok], self.sigma[np.ix_(ok, ok)]
         value = association.measured(a, m, acc)
         ci = association.interval(a, m, acc, sigma, seed=self.seed)

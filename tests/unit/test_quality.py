@@ -236,3 +236,18 @@ def test_probe_outcomes_on_other_images_are_not_rescored():
     assert np.isnan(out["knn"].correct[1]).all()  # no outcomes for l1: fixed value
     other = same.assign(sample_id=["v0", "v1", "v9"])
     assert predictors.outcomes(other, ["l0"], ids, 2) == {}
+
+
+def test_cui_in_depth_order_is_undefined_beyond_depth_and_says_so():
+    """CUI ranking the splits exactly as depth leaves nothing beyond size and depth: the
+    statistics are undefined, with a note, not a number."""
+    rng = np.random.default_rng(6)
+    sizes = np.array([8000, 4000, 4000, 2000, 2000, 1000, 1000, 500])
+    runs = [job(f"l{i}", (0,), 0.7, 0.7, rng, size=int(s)) for i, s in enumerate(sizes)]
+    cand = candidates(len(sizes), np.arange(len(sizes), dtype=float), sizes)
+    g = gather(cand, runs, *finetuned(rng), n_boot=100)
+    q = quality.quality(g, "top1", n_boot=100)
+    for key in ("within_size_cui", "partial_cui_given_size_depth"):
+        assert q[key]["value"] is None and q[key]["note"].startswith("undefined"), key
+    assert q["cui_adds_to_size"] is False
+    assert q["predictors"]["cui_mean"]["rho"]["value"] is not None
