@@ -1,6 +1,7 @@
 """The oracle study's tables (docs/study.md), from the per-pair files committed under docs/study/.
 
-Three commands: ``targets`` prints what Snakemake has to make for the study, and
+Four commands: ``targets`` prints what Snakemake has to make for the study, ``figure`` draws
+docs/study/predictors.png from the committed files, and
 
 * ``collect`` copies what each finished experiment of a ``config/validate.yaml`` run measured
   into ``docs/study/<experiment>/`` (``quality.json``, ``splits.csv``, ``probe.csv``, the
@@ -15,6 +16,7 @@ Three commands: ``targets`` prints what Snakemake has to make for the study, and
     .venv/bin/python -m scripts.study_results collect --workdir ../study --out docs/study \\
         elpv-mobilenet_v2 animal-mnist-mobilenet_v2 elpv-resnet18 animal-mnist-resnet18
     .venv/bin/python -m scripts.study_results tables --study docs/study > /tmp/tables.md
+    .venv/bin/python -m scripts.study_results figure --study docs/study
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 
 from isplit.evaluation import association
 from isplit.evaluation.predictors import NAMES
+from isplit.figures.study import study_figure
 
 STATISTICS = {"partial": "partial_cui_given_size_depth", "within_size": "within_size_cui"}
 
@@ -79,7 +82,7 @@ def collect(
         (dest / "config.yaml").write_text(yaml.safe_dump(section, sort_keys=False))
         times = {}
         for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
-            if exp in tsv.parts:
+            if exp in tsv.parts or tsv.stem == exp:
                 rule = tsv.relative_to(workdir / "benchmarks").parts[0]
                 s = pd.read_csv(tsv, sep="\t")["s"].sum()
                 times[rule] = times.get(rule, 0.0) + float(s)
@@ -235,6 +238,10 @@ def main(argv=None) -> None:
     c.add_argument("--trained-at", default=None, help="commit the retraining ran at, if earlier")
     g = sub.add_parser("targets", help="print the quality.json of every study experiment")
     g.add_argument("--config", type=Path, default=Path("config/validate.yaml"))
+    f = sub.add_parser("figure", help="draw the study's figure across pairs")
+    f.add_argument("--study", type=Path, default=Path("docs/study"))
+    f.add_argument("--pairs", nargs="+", default=None, help="default: every non -ft experiment")
+    f.add_argument("--out", type=Path, nargs="+", default=[Path("docs/study/predictors.png")])
     t = sub.add_parser("tables", help="print the study's markdown tables")
     t.add_argument("--study", type=Path, default=Path("docs/study"))
     t.add_argument("--pairs", nargs="+", default=None, help="default: every non -ft experiment")
@@ -248,6 +255,12 @@ def main(argv=None) -> None:
         return
     qualities = load(a.study)
     pairs = a.pairs or [e for e in qualities if "-ft" not in e]
+    if a.command == "figure":
+        chosen = {e: qualities[e] for e in pairs}
+        pool = {kind: pooled(chosen, kind) for kind in STATISTICS}
+        for path in study_figure(chosen, pool, a.out):
+            print(path)
+        return
     base = [e for e in pairs if any(f.startswith(e + "-ft") for f in qualities)]
     ft_group = (
         [base[0]] + sorted(f for f in qualities if f.startswith(base[0] + "-ft")) if base else []

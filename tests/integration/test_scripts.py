@@ -22,13 +22,22 @@ def run_script(name, *args, timeout=600):
     return r.stdout
 
 
-def test_study_results_tabulates_the_tiny_experiment(tiny_run):
+def test_study_results_collects_tabulates_and_draws_the_tiny_experiment(tiny_run, tmp_path):
     work, _ = tiny_run
-    out = run_script("study_results", "--workdir", str(work), "tiny")
+    study = tmp_path / "study"
+    run_script("study_results", "collect", "--workdir", str(work), "--out", str(study),
+               "--config", str(ROOT / "config/tiny.yaml"), "tiny")  # fmt: skip
+    assert (study / "tiny/quality.json").read_bytes() == (
+        work / "results/tiny/quality.json"
+    ).read_bytes()
+    assert json.loads((study / "tiny/provenance.json").read_text())["seconds_total"] > 0
+    out = run_script("study_results", "tables", "--study", str(study))
     quality = json.loads((work / "results/tiny/quality.json").read_text())
     assert "| | `tiny` |" in out
     assert f"`{quality['measured_best']['label']}`" in out
     assert "criterion holds" in out
+    run_script("study_results", "figure", "--study", str(study), "--out", str(tmp_path / "f.png"))
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_time_to_answer_sums_the_benchmarked_rules(tiny_run):
