@@ -125,11 +125,8 @@ def noise_covariance(c: Correctness, metric: str) -> np.ndarray:
         raise ValueError(f"metric {metric!r} is not one of {METRICS}")
     image_mean = x.mean(axis=1)  # (K, N): each image's outcome, averaged over seeds
     sigma = np.zeros((k, k))
-    for y in np.unique(c.labels):
-        idx = np.flatnonzero(c.labels == y)
+    for idx in _classes(c.labels):
         m = len(idx)
-        if m < 2:
-            continue
         d = image_mean[:, idx] - image_mean[:, idx].mean(1, keepdims=True)
         sigma += (d * w[idx] ** 2) @ d.T * m / (m - 1)
     if s > 1:
@@ -138,11 +135,8 @@ def noise_covariance(c: Correctness, metric: str) -> np.ndarray:
         sigma += d @ d.T / (s * (s - 1))
         # the interaction, inside each class: outcome − image mean − seed mean + class mean
         inter = np.zeros((k, k))
-        for y in np.unique(c.labels):
-            idx = np.flatnonzero(c.labels == y)
+        for idx in _classes(c.labels):
             m = len(idx)
-            if m < 2:
-                continue
             part = x[:, :, idx]
             e = (
                 part
@@ -157,3 +151,11 @@ def noise_covariance(c: Correctness, metric: str) -> np.ndarray:
     # covariance (negative eigenvalues are estimation noise around 0)
     w, v = np.linalg.eigh((sigma + sigma.T) / 2)
     return (v * np.clip(w, 0, None)) @ v.T
+
+
+def _classes(labels: np.ndarray):
+    """Each class's image positions, for classes with at least two images (a variance)."""
+    for y in np.unique(labels):
+        idx = np.flatnonzero(labels == y)
+        if len(idx) >= 2:
+            yield idx

@@ -93,14 +93,7 @@ def _lte(ns, nodes, link: Link, models_for):
     srv.AddNetworkRouteTo(ns.Ipv4Address("7.0.0.0"), ns.Ipv4Mask("255.0.0.0"), 1)
     enb = ns.NodeContainer()
     enb.Create(1)
-    mobility = ns.MobilityHelper()
-    pos = ns.CreateObject[ns.ListPositionAllocator]()
-    pos.Add(ns.Vector(0.0, 0.0, 0.0))
-    pos.Add(ns.Vector(LTE_DISTANCE_M, 0.0, 0.0))
-    mobility.SetPositionAllocator(pos)
-    mobility.SetMobilityModel("ns3::ConstantPositionMobilityModel")
-    mobility.Install(enb)
-    mobility.Install(nodes.Get(0))
+    _place(ns, LTE_DISTANCE_M, enb, ns.NodeContainer(nodes.Get(0)))
     enbd = lte.InstallEnbDevice(enb)
     ued = lte.InstallUeDevice(ns.NodeContainer(nodes.Get(0)))
     lte.AssignStreams(enbd, STREAMS["media"])
@@ -112,16 +105,22 @@ def _lte(ns, nodes, link: Link, models_for):
     return server, [up], LTE_START_S, LTE_CONNECT_S
 
 
+def _place(ns, distance_m: float, *containers) -> None:
+    """Fixed positions on a line ``distance_m`` apart, in the order of ``containers``' nodes."""
+    mobility = ns.MobilityHelper()
+    pos = ns.CreateObject[ns.ListPositionAllocator]()
+    for i in range(sum(c.GetN() for c in containers)):
+        pos.Add(ns.Vector(i * distance_m, 0.0, 0.0))
+    mobility.SetPositionAllocator(pos)
+    mobility.SetMobilityModel("ns3::ConstantPositionMobilityModel")
+    for c in containers:
+        mobility.Install(c)
+
+
 def _lowpan(ns, nodes, link: Link, models_for):
     from isplit.latency.ns3sim import STREAMS
 
-    mobility = ns.MobilityHelper()  # before the devices: their PHYs take it at install
-    pos = ns.CreateObject[ns.ListPositionAllocator]()
-    pos.Add(ns.Vector(0.0, 0.0, 0.0))
-    pos.Add(ns.Vector(LOWPAN_DISTANCE_M, 0.0, 0.0))
-    mobility.SetPositionAllocator(pos)
-    mobility.SetMobilityModel("ns3::ConstantPositionMobilityModel")
-    mobility.Install(nodes)
+    _place(ns, LOWPAN_DISTANCE_M, nodes)  # before the devices: their PHYs take it at install
     lr = ns.LrWpanHelper()
     _keep.append(lr)  # its destructor disposes of the channel: it must outlive the run
     lr.SetPropagationDelayModel("ns3::ConstantSpeedPropagationDelayModel")
