@@ -40,7 +40,7 @@ Configs shipped here:
 |---|---|
 | `config.yaml` | the default: MobileNetV2 on ELPV solar cells, offline (`make run`) |
 | `animal-mnist.yaml` | a quick second task: animal silhouettes, 10 classes |
-| `validate.yaml` | [the oracle study](../docs/study.md): every split of four network × dataset pairs retrained, 5 seeds |
+| `validate.yaml` | [the oracle study](../docs/study.md): 4 network × dataset pairs, 5 seeds |
 | `tiny.yaml` | what the tests run end to end: 300 training images, 1 epoch |
 | `paper.yaml` | the six paper experiments: {VGG16, ResNet-50} × {Tiny-ImageNet, notMNIST, X-ray} |
 
