@@ -62,13 +62,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from isplit.deploy import wire
+from isplit.latency import netsim
+from tools import synthetic
+from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args
 
-from isplit.deploy import wire  # noqa: E402
-from isplit.latency import netsim  # noqa: E402
-from tools import synthetic  # noqa: E402
-from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LOOPBACK_BPS = 1e12  # "infinite" bandwidth for the loopback condition's simulation
 
