@@ -254,6 +254,12 @@ class Wifi:
             if self.on_free is not None:
                 self.ev.at(t, LINK, lambda tt, _: self.on_free(tt))
 
+    def stop(self) -> None:
+        """The saturated stations fall silent: once the stream is over nothing else would end
+        the run."""
+        for st in self.stations:
+            st.saturated = False
+
     def _idle(self, t, _):
         self.busy = False
         self.idle_since = t
@@ -280,6 +286,9 @@ class Uplink:
 
     def send(self, t, nbytes, on_arrive=None, arg=None, on_lost=None):
         self.wifi.enqueue(self.wifi.sta, t, (nbytes, on_arrive, arg, on_lost))
+
+    def stop(self) -> None:
+        self.wifi.stop()
 
 
 class Downlink:

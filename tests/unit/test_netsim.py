@@ -306,3 +306,15 @@ def test_closed_loop_waits_for_the_server():
     r = sim(1000, SEI, "udp", n_frames=5, device_s=0.01, server_s=0.03)
     lat = analytic_latency(SEI, Stream(1000, "udp", device_s=0.01, server_s=0.03))
     np.testing.assert_allclose(np.diff(r.capture_s), lat, rtol=1e-9)
+
+
+def test_saturated_wifi_contenders_slow_the_stream_and_stop_with_it():
+    # the contenders always have data: the run ends only because they stop with the stream
+    alone = Link(65e6, 0.5e-3, medium="wifi-n")
+    shared = Link(65e6, 0.5e-3, medium="wifi-n", contenders=4)
+    for proto in ("tcp", "udp"):
+        a = sim(30_000, alone, proto, n_frames=20, n_boot=0)
+        b = sim(30_000, shared, proto, n_frames=20, n_boot=0)
+        assert not b.lost.any() and np.isfinite(b.p50)
+        # four stations' PPDUs of up to 5.5 ms go before the device's, now and then
+        assert b.p50 > a.p50 + 5e-3, (a.p50, b.p50)
