@@ -318,3 +318,23 @@ def test_saturated_wifi_contenders_slow_the_stream_and_stop_with_it():
         assert not b.lost.any() and np.isfinite(b.p50)
         # four stations' PPDUs of up to 5.5 ms go before the device's, now and then
         assert b.p50 > a.p50 + 5e-3, (a.p50, b.p50)
+
+
+def test_seeds_pool_into_one_stratified_estimate():
+    from isplit.latency import condition
+
+    link, stream = Link(10e6, 10e-3, 0.05), Stream(3000, "tcp", n_frames=100)
+    runs = [ns.simulate(link, stream, seed=s, n_boot=0) for s in (0, 1)]
+    pooled = condition.pooled(runs, n_boot=0)
+    assert pooled.n == 200
+    lat = np.concatenate([r.latency_s for r in runs])
+    lab = np.concatenate([r.clean for r in runs]).astype(int)
+    w = runs[0].p_clean
+    expect = stats.stratified(lat, lab, {1: w, 0: 1 - w}, n_boot=0)
+    assert (pooled.p50, pooled.p95) == (expect.p50, expect.p95)
+    # a medium without an exact clean weight: the plain sample percentiles of all frames
+    lowpan = Link(250e3, 0.0, 0.05, mtu=1280, medium="ieee802154")
+    runs = [ns.simulate(lowpan, Stream(500, "udp", n_frames=30), seed=s, n_boot=0) for s in (0, 1)]
+    lat = np.concatenate([r.latency_s for r in runs])
+    assert math.isnan(runs[0].p_clean)
+    assert condition.pooled(runs, n_boot=0).p95 == np.quantile(lat, 0.95, method="inverted_cdf")
