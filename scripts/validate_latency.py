@@ -57,18 +57,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from isplit.deploy import wire
+from isplit.latency import netsim
+from isplit.latency.link import Link, Stream, analytic_latency, answer_s
+from tools import synthetic
+from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args
 
-from isplit.deploy import wire  # noqa: E402
-from isplit.latency import netsim  # noqa: E402
-from tools import synthetic  # noqa: E402
-from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LOOPBACK_BPS = 1e12  # "infinite" bandwidth for the loopback condition's simulation
 
@@ -206,11 +207,12 @@ def compare(cond: dict, dev: pd.DataFrame, srv: pd.DataFrame) -> dict:
     payload = int(m["payload_bytes"].iloc[0])
     frame_bytes = payload + wire.FRAME_OVERHEAD
     rate = cond["rate_bps"] or LOOPBACK_BPS
-    link = netsim.Link(rate, cond["delay_s"])
-    sim = netsim.simulate(
-        frame_bytes, link, "tcp", n_frames=len(m), device_s=device_s, server_s=server_s
-    )
-    reply = cond["delay_s"] + 8 * sum(netsim.packet_sizes(wire.RESULT_BYTES, 1500, "tcp")) / rate
+    link = Link(rate, cond["delay_s"])
+    # done at the server, as the server's log times it; the answer's way back added after
+    stream = Stream(frame_bytes, "tcp", n_frames=len(m), device_s=device_s, server_s=server_s,
+                    answer_bytes=0)  # fmt: skip
+    sim = netsim.simulate(link, stream)
+    reply = answer_s(link, replace(stream, answer_bytes=wire.RESULT_BYTES))
     measured_done = float(np.median(s["t_done"].to_numpy() - m["t_capture"].to_numpy()))
     measured_answer = float(np.median(m["latency_s"]))
     sim_done, sim_answer = sim.p50, sim.p50 + reply
@@ -233,9 +235,7 @@ def compare(cond: dict, dev: pd.DataFrame, srv: pd.DataFrame) -> dict:
         "sim_answer_p50_s": sim_answer,
         "rel_err_answer": (sim_answer - measured_answer) / measured_answer,
         "measured_answer_p95_s": float(np.percentile(m["latency_s"], 95)),
-        "analytic_s": netsim.analytic_latency(
-            frame_bytes, link, "tcp", device_s=device_s, server_s=server_s
-        ),
+        "analytic_s": analytic_latency(link, stream),
         "accuracy": float((m["pred"] == m["label"]).mean()),
     }
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from isplit.latency import netsim, stats
+from isplit.latency.link import Link, Stream, TcpOptions, serialisation_s
 from tools.frame_stream import TCP_HEADER, UDP_DATA, UDP_HEADER
 from tools.lossy_bridge import lossy_link
 
@@ -39,11 +40,15 @@ LINUX_TCP = {"payload": 1448, "app_header": 0, "transport_header": 32}
 LINUX_UDP = {"payload": UDP_DATA, "app_header": UDP_HEADER.size, "transport_header": 8}
 
 
-def framing(proto: str, frame_bytes: int) -> tuple[int, dict]:
-    """Bytes the simulator sends per frame, and its packetisation, for a frame_stream frame."""
+def sim_stream(proto: str, frame_bytes: int, **kw) -> Stream:
+    """A frame_stream frame as the simulator sends it: Linux's packetisation, the real TCP
+    (``tcp: linux``), and done when the server has it (the measured time; the 8-byte answer
+    that carries the ACK back is an ACK at the frame's end in the simulator)."""
     if proto == "tcp":
-        return frame_bytes + TCP_HEADER.size, LINUX_TCP
-    return frame_bytes, LINUX_UDP
+        fr, nbytes = LINUX_TCP, frame_bytes + TCP_HEADER.size
+    else:
+        fr, nbytes = LINUX_UDP, frame_bytes
+    return Stream(nbytes, proto, answer_bytes=0, tcp=TcpOptions("linux"), **fr, **kw)
 
 
 def _wait_line(proc, log: Path, needle: str, timeout_s: float = 60) -> str:
@@ -183,20 +188,10 @@ def simulate(cond: dict, *, rate_bps, delay_s, fps, n_frames: int, seed: int) ->
     """Runs as long as the measured one (``cond["frames"]`` frames from a fresh connection),
     repeated with seeds ``seed, seed + 1, …`` until ``n_frames`` frames are pooled: a stream
     the link cannot sustain has no stationary latency, only one per run length."""
-    nbytes, fr = framing(cond["proto"], cond["frame_bytes"])
-    link = netsim.Link(rate_bps, delay_s, cond["loss"])
+    link = Link(rate_bps, delay_s, cond["loss"])
+    stream = sim_stream(cond["proto"], cond["frame_bytes"], n_frames=cond["frames"], fps=fps)
     runs = [
-        netsim.simulate(
-            nbytes,
-            link,
-            cond["proto"],
-            n_frames=cond["frames"],
-            fps=fps,
-            seed=seed + k,
-            tcp="linux",
-            n_boot=10,
-            **fr,
-        )
+        netsim.simulate(link, stream, seed=seed + k, n_boot=10)
         for k in range(max(1, math.ceil(n_frames / cond["frames"])))
     ]
     lat = np.concatenate([r.latency_s for r in runs])
@@ -213,9 +208,8 @@ def simulate(cond: dict, *, rate_bps, delay_s, fps, n_frames: int, seed: int) ->
 def calibrate(df: pd.DataFrame, proto: str, frame_bytes: int, rate_bps: float) -> float:
     """The link's one-way delay as the simulator must see it: the measured median latency of a
     loss-free run minus the frame's serialisation (the bridge's forwarding time included)."""
-    nbytes, fr = framing(proto, frame_bytes)
     lat = (df["done"] - df["due"]).dropna()
-    ser = netsim.serialisation_s(nbytes, netsim.Link(rate_bps, 0.0), proto, **fr)
+    ser = serialisation_s(Link(rate_bps, 0.0), sim_stream(proto, frame_bytes))
     return float(np.median(lat) - ser)
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from isplit.latency import netsim, profiles
+from isplit.latency import netsim, profiles, stats
 from isplit.latency.link import Link, Stream, TcpOptions
 
 BACKENDS = ("builtin", "ns3")
@@ -46,6 +46,18 @@ def stream_of(frame_bytes: int, protocol: str, frames: int, backend: str, tcp=No
     """A stream with the backend's default TCP behaviour unless ``tcp`` names one."""
     opts = TcpOptions(tcp or DEFAULT_TCP[backend])
     return Stream(int(frame_bytes), protocol, n_frames=int(frames), tcp=opts, **kw)
+
+
+def pooled(results: list[netsim.SimResult], *, n_boot: int = 200, seed: int = 0):
+    """Stratified p50/p95 (:mod:`.stats`) of one condition's runs with several seeds, their
+    delivered frames pooled; the clean weight is the runs' exact one (one stratum where the
+    medium has none: NaN)."""
+    lat = np.concatenate([r.latency_s for r in results])
+    clean = np.concatenate([r.clean[~r.lost] for r in results])
+    w = results[0].p_clean
+    if np.isfinite(w):
+        return stats.stratified(lat, clean.astype(int), {1: w, 0: 1 - w}, n_boot=n_boot, seed=seed)
+    return stats.stratified(lat, np.ones(lat.size, int), {1: 1.0}, n_boot=n_boot, seed=seed)
 
 
 def frames(res: netsim.SimResult) -> pd.DataFrame:

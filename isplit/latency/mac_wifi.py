@@ -22,6 +22,9 @@ the standard as ns-3 3.44 implements it (:mod:`.ns3_media` builds the same scene
   stays at the head of the queue and is sent again (at most 7 retries, then lost for IP), so
   loss becomes delay; ``reverse_loss`` for the access point's MPDUs to the device. Neither
   touches the ACKs.
+* **In order**: the receiving MAC hands MPDUs up in the order they were queued (802.11's
+  block-ACK reordering buffer): one received after a lost one waits until the lost one's retry
+  arrives or is given up, so TCP sees MAC retries as delay, never as reordering.
 * **Behind the AP** the server is ``delay`` away over a 100 Gb/s wire (:class:`.mac.Wire`; it
   decides which packets reach the AP's queue together).
 """
@@ -100,6 +103,9 @@ class Station:
         self.cw = 15
         self.counter = 0  # backoff slots left, as of the start of the current idle period
         self.own = 0
+        self.seq = 0  # the next MPDU's sequence number
+        self.rx_next = 0  # the receiver's next sequence number to hand up
+        self.rx_held: dict = {}  # seq → MPDU received (None: given up) above rx_next
 
     def has_data(self) -> bool:
         return self.saturated or bool(self.q)
@@ -139,7 +145,8 @@ class Wifi:
         was_empty = not st.q
         if was_empty and st.counter == 0 and self._busy_at(t):
             st.counter = int(self.rng.integers(0, st.cw + 1))  # busy medium: back off
-        st.q.append([*pkt, 0])  # nbytes, on_arrive, arg, on_lost, retries
+        st.q.append([*pkt, 0, st.seq])  # nbytes, on_arrive, arg, on_lost, retries, seq
+        st.seq += 1
         if pkt[1] is not None and st is self.sta:
             st.own += 1
         if was_empty and not self.busy:
@@ -235,17 +242,26 @@ class Wifi:
                         pkt[3](t, pkt[2], pkt[4] > RETRY_LIMIT)
                     if pkt[4] > RETRY_LIMIT:
                         self._remove(st, pkt, t)
+                        self._hand_up(st, t, pkt[5], None)
                 else:
                     ok = True
                     self._remove(st, pkt, t)
-                    if pkt[1] is None:
-                        continue
-                    if st is self.sta:  # on to the server over the wire behind the AP
-                        self.to_server.send(t, pkt[0], pkt[1], pkt[2])
-                    else:
-                        self.ev.at(t, ACK, pkt[1], pkt[2])
+                    self._hand_up(st, t, pkt[5], pkt)
         st.cw = self.phy.cw_min if ok else min(2 * st.cw + 1, self.phy.cw_max)
         st.counter = int(self.rng.integers(0, st.cw + 1))
+
+    def _hand_up(self, st: Station, t, seq, pkt) -> None:
+        """The receiver's reordering buffer: MPDUs of ``st`` go up in sequence order."""
+        st.rx_held[seq] = pkt
+        while st.rx_next in st.rx_held:
+            p = st.rx_held.pop(st.rx_next)
+            st.rx_next += 1
+            if p is None or p[1] is None:
+                continue
+            if st is self.sta:  # on to the server over the wire behind the AP
+                self.to_server.send(t, p[0], p[1], p[2])
+            else:
+                self.ev.at(t, ACK, p[1], p[2])
 
     def _remove(self, st, pkt, t):
         st.q.remove(pkt)
@@ -253,6 +269,12 @@ class Wifi:
             st.own -= 1
             if self.on_free is not None:
                 self.ev.at(t, LINK, lambda tt, _: self.on_free(tt))
+
+    def stop(self) -> None:
+        """The saturated stations fall silent: once the stream is over nothing else would end
+        the run."""
+        for st in self.stations:
+            st.saturated = False
 
     def _idle(self, t, _):
         self.busy = False
@@ -280,6 +302,9 @@ class Uplink:
 
     def send(self, t, nbytes, on_arrive=None, arg=None, on_lost=None):
         self.wifi.enqueue(self.wifi.sta, t, (nbytes, on_arrive, arg, on_lost))
+
+    def stop(self) -> None:
+        self.wifi.stop()
 
 
 class Downlink:

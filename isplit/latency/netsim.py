@@ -236,8 +236,11 @@ class Network:
 
     def _next(self, t, i):
         self.finished += 1
-        if self.finished == self.s.n_frames and self.cross is not None:
-            self.cross.stop()
+        if self.finished == self.s.n_frames:  # other flows end with the stream
+            if self.cross is not None:
+                self.cross.stop()
+            if hasattr(self.up, "stop"):  # a shared channel's saturated stations
+                self.up.stop()
         if not self.s.fps and i + 1 < self.s.n_frames:
             self.capture[i + 1] = t
             self.ev.at(t + self.s.device_s, READY, self._ready, i + 1)

@@ -5,13 +5,18 @@ as root); skipped with the reason otherwise."""
 import pytest
 
 from tools import lossy_validation
-from tools.relay import netns_unavailable
+from tools.relay import netns_unavailable, tbf_burst
 
 REASON = netns_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"lossy link test bed: {REASON}")
 
 
-def test_short_lossy_validation(tmp_path):
+@pytest.mark.parametrize(
+    ("rate_bps", "delay_s"),
+    [(10e6, 0.01), (2e6, 0.02), (20e6, 0.02)],
+    ids=["10M-10ms", "2M-20ms", "20M-20ms"],
+)
+def test_short_lossy_validation(tmp_path, rate_bps, delay_s):
     conds = [
         {"proto": proto, "frame_bytes": 1000, "loss": loss, "frames": 60}
         for loss in (0.0, 0.05)
@@ -19,15 +24,17 @@ def test_short_lossy_validation(tmp_path):
     ]
     rows, delay = lossy_validation.run(
         conds,
-        rate_bps=10e6,
-        delay_s=0.01,
+        rate_bps=rate_bps,
+        delay_s=delay_s,
         fps=20,
         seed=0,
         n_sim=400,
         work=tmp_path,
         log=lambda m: None,
     )
-    assert 0.009 < delay < 0.013  # the bridge's 10 ms plus its forwarding time
+    # the bridge's delay plus its forwarding, less tbf's head start (a full bucket at line rate)
+    head_start = tbf_burst(rate_bps) * 8 / rate_bps
+    assert delay_s - head_start - 1e-3 < delay < delay_s + 3e-3
     for r in rows:
         assert r["kernel_drops"] == 0, r  # only the bridge's own, seeded drops are losses
         assert r["n_measured"] == 60 and r["bridge_data_frames"] >= 60

@@ -306,3 +306,58 @@ def test_closed_loop_waits_for_the_server():
     r = sim(1000, SEI, "udp", n_frames=5, device_s=0.01, server_s=0.03)
     lat = analytic_latency(SEI, Stream(1000, "udp", device_s=0.01, server_s=0.03))
     np.testing.assert_allclose(np.diff(r.capture_s), lat, rtol=1e-9)
+
+
+def test_saturated_wifi_contenders_slow_the_stream_and_stop_with_it():
+    # the contenders always have data: the run ends only because they stop with the stream
+    alone = Link(65e6, 0.5e-3, medium="wifi-n")
+    shared = Link(65e6, 0.5e-3, medium="wifi-n", contenders=4)
+    for proto in ("tcp", "udp"):
+        a = sim(30_000, alone, proto, n_frames=20, n_boot=0)
+        b = sim(30_000, shared, proto, n_frames=20, n_boot=0)
+        assert not b.lost.any() and np.isfinite(b.p50)
+        # four stations' PPDUs of up to 5.5 ms go before the device's, now and then
+        assert b.p50 > a.p50 + 5e-3, (a.p50, b.p50)
+
+
+def test_seeds_pool_into_one_stratified_estimate():
+    from isplit.latency import condition
+
+    link, stream = Link(10e6, 10e-3, 0.05), Stream(3000, "tcp", n_frames=100)
+    runs = [ns.simulate(link, stream, seed=s, n_boot=0) for s in (0, 1)]
+    pooled = condition.pooled(runs, n_boot=0)
+    assert pooled.n == 200
+    lat = np.concatenate([r.latency_s for r in runs])
+    lab = np.concatenate([r.clean for r in runs]).astype(int)
+    w = runs[0].p_clean
+    expect = stats.stratified(lat, lab, {1: w, 0: 1 - w}, n_boot=0)
+    assert (pooled.p50, pooled.p95) == (expect.p50, expect.p95)
+    # a medium without an exact clean weight: the plain sample percentiles of all frames
+    lowpan = Link(250e3, 0.0, 0.05, mtu=1280, medium="ieee802154")
+    runs = [ns.simulate(lowpan, Stream(500, "udp", n_frames=30), seed=s, n_boot=0) for s in (0, 1)]
+    lat = np.concatenate([r.latency_s for r in runs])
+    assert math.isnan(runs[0].p_clean)
+    assert condition.pooled(runs, n_boot=0).p95 == np.quantile(lat, 0.95, method="inverted_cdf")
+
+
+def test_wifi_mac_retries_reach_tcp_in_order():
+    class Scripted:  # loses exactly the n-th MPDU transmission of the device
+        def __init__(self, n):
+            self.n, self.k = n, -1
+
+        def lost(self):
+            self.k += 1
+            return self.k == self.n
+
+    link = Link(65e6, 0.5e-3, 0.01, medium="wifi-n")
+    stream = Stream(30_000, "tcp", n_frames=8, tcp=TcpOptions("rfc6675"))
+    clean = ns.Network(link, stream, 0).run()
+    for k in (0, 10, 20):  # an MPDU of frame 5 lost once, retried by the MAC
+        net = ns.Network(link, stream, 0)
+        net.up.wifi.loss = Scripted(5 * len(net.sizes) + k)
+        net.run()
+        # the AP holds the MPDUs after it until the retry arrives: a delay, no TCP recovery
+        assert net.counts()["retransmissions"] == 0 and net.counts()["recoveries"] == 0
+        lat, ref = net.done - net.capture, clean.done - clean.capture
+        assert 0 < lat[5] - ref[5] < 1e-3
+        assert np.all(np.abs(lat[6:] - ref[6:]) < 1e-3)  # no window cut slows what follows

@@ -11,19 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((ROOT / "workflow/rules").glob("*.smk"))
-#: its owner names these functions in common.smk (then strict xfail flags the stale entry)
-LAMBDAS_PENDING = {"latency.smk"}
 
 
 @pytest.mark.parametrize(
     "smk",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="owner names them"))
-        if p.name in LAMBDAS_PENDING
-        else p
-        for p in RULE_FILES
-        if p.name != "common.smk"
-    ],
+    [p for p in RULE_FILES if p.name != "common.smk"],
     ids=lambda p: p.name,
 )
 def test_no_function_is_written_inside_a_rule(smk):

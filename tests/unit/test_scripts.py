@@ -14,9 +14,6 @@ from tools.workflow import ROOT
 
 SCRIPTS = sorted(p for p in (ROOT / "scripts").iterdir() if p.suffix in (".py", ".sh"))
 PROGRAMS = [p for p in SCRIPTS if p.name != "__init__.py"]
-#: the latency stage's validation scripts still insert the checkout into sys.path; their owner
-#: removes it (then these params pass and strict xfail flags the stale entry)
-SYS_PATH_PENDING = {"compare_ns3.py", "validate_latency.py"}
 
 
 def run_script(path, *args, timeout=120):
@@ -42,12 +39,7 @@ def test_every_script_answers_help(path):
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="owner removes it"))
-        if p.name in SYS_PATH_PENDING
-        else p
-        for p in SCRIPTS + sorted((ROOT / "tools").glob("*.py"))
-    ],
+    SCRIPTS + sorted((ROOT / "tools").glob("*.py")),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_no_script_edits_sys_path(path):

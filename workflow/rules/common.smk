@@ -278,6 +278,16 @@ def local_compute_table(wildcards):
     return [measured] if any(s.get("table") == measured for s in sides) else []
 
 
+def image_size(wildcards):
+    """The side of the square input the experiment's network takes."""
+    return EXPERIMENTS[wildcards.exp]["input"]["image_size"]
+
+
+def compute_arg(wildcards, input):
+    """``--compute`` with this machine's timing table, when local_compute_table gives one."""
+    return f"--compute {shlex.quote(str(input.compute))}" if input.compute else ""
+
+
 def latency_tables(wildcards):
     """Compute tables measured on a real device or server: read by the simulation, so
     declared as its inputs (editing one reruns the latency stage)."""

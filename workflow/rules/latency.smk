@@ -51,12 +51,10 @@ rule simulate_latency:
         runtime=60,
     params:
         cfg=exp_cfg("latency"),
-        size=lambda wildcards: EXPERIMENTS[wildcards.exp]["input"]["image_size"],
+        size=image_size,
         seed=exp_value("seed"),
         metric=exp_value("metric"),
-        compute=lambda wildcards, input: (
-            f"--compute {shlex.quote(str(input.compute))}" if input.compute else ""
-        ),
+        compute=compute_arg,
         code=code_version("simulate-latency"),
     shell:
         "python -m isplit simulate-latency --splits {input.splits:q}"
