@@ -258,7 +258,7 @@ def main(argv=None) -> None:
     if a.command == "figure":
         chosen = {e: qualities[e] for e in pairs}
         pool = {kind: pooled(chosen, kind) for kind in STATISTICS}
-        for path in study_figure(chosen, pool, a.out):
+        for path in study_figure(chosen, STATISTICS, pool, a.out):
             print(path)
         return
     base = [e for e in pairs if any(f.startswith(e + "-ft") for f in qualities)]

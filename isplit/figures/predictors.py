@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +34,7 @@ def predictors_figure(q: dict, title: str, paths) -> list[Path]:
         (right, "regret", "regret of the predictor's choice (points of test accuracy)", 100.0),
     ):
         for yi, name in zip(y, names, strict=True):
-            s = q["predictors"][name].get(key) or {}
-            v, ci = s.get("value"), s.get("ci") or [None, None]
-            if not _finite(v):
-                continue
-            ax.plot([scale * v], [yi], "o", color="tab:blue", zorder=3)
-            if _finite(ci[0]) and _finite(ci[1]):
-                ax.plot([scale * ci[0], scale * ci[1]], [yi, yi], color="tab:blue", lw=2)
+            style.point_with_interval(ax, q["predictors"][name].get(key), yi, scale=scale)
         ax.axvline(0, color="0.5", lw=0.8)
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
@@ -51,23 +44,8 @@ def predictors_figure(q: dict, title: str, paths) -> list[Path]:
     part = q.get("partial_cui_given_size_depth")
     fig.suptitle(
         f"Zero-retraining predictors of post-split accuracy (95 % intervals){title}\n"
-        f"partial ρ of CUI given size and depth: {_ci_text(part)}; criterion "
+        f"partial ρ of CUI given size and depth: {style.ci_text(part)}; criterion "
         f"'CUI adds to size': {verdict}",
         fontsize=9.5,
     )
     return style.save_figure(fig, paths)
-
-
-def _finite(v) -> bool:
-    return v is not None and math.isfinite(float(v))
-
-
-def _ci_text(s: dict | None) -> str:
-    s = s or {}
-    ci = s.get("ci") or [None, None]
-    if not _finite(s.get("value")):
-        return "n/a"
-    text = f"{s['value']:.2f}"
-    if _finite(ci[0]) and _finite(ci[1]):
-        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
-    return text.replace("-", "\u2212")

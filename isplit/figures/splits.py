@@ -23,7 +23,6 @@ best is the split chosen on validation.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,27 +114,9 @@ def _short_label(label: str) -> str:
     return re.sub(r"^(layer\d+)_(?:bottleneck|basicblock)_(\d+)$", r"\1.\2", str(label))
 
 
-def _finite(v) -> bool:
-    return v is not None and math.isfinite(float(v))
-
-
-def _fmt_stat(v) -> str:
-    return f"{v:.2f}".replace("-", "\u2212") if _finite(v) else "n/a"
-
-
-def _ci_text(s: dict | None) -> str:
-    s = s or {}
-    ci = s.get("ci") or [None, None]
-    if not _finite(s.get("value")):
-        return "n/a"
-    if not (_finite(ci[0]) and _finite(ci[1])):
-        return _fmt_stat(s["value"])
-    return f"{_fmt_stat(s['value'])} [{_fmt_stat(ci[0])}, {_fmt_stat(ci[1])}]"
-
-
 def _corr_text(q: dict, key: str, name: str) -> str:
     e = q.get("predictors", {}).get(key, {})
-    return f"{name}: ρ = {_ci_text(e.get('rho'))}, n = {q.get('n_points', 'n/a')}"
+    return f"{name}: ρ = {style.ci_text(e.get('rho'))}, n = {q.get('n_points', 'n/a')}"
 
 
 def _predicted_line(q: dict) -> str:
@@ -146,17 +127,16 @@ def _predicted_line(q: dict) -> str:
     if cui.get("choice"):
         regret = cui.get("regret") or {}
         choice = cui.get("choice_label") or cui["choice"]
-        line += (
-            f"; I-SPLIT's choice {choice} loses {_ci_text(_pct(regret))} points of test accuracy"
-        )
+        loss = style.ci_text(_pct(regret))
+        line += f"; I-SPLIT's choice {choice} loses {loss} points of test accuracy"
     return line
 
 
 def _pct(s: dict) -> dict:
     """A quality.json summary in percentage points."""
     ci = s.get("ci") or [None, None]
-    scale = [100 * v if _finite(v) else v for v in ci]
-    return {"value": 100 * s["value"] if _finite(s.get("value")) else None, "ci": scale}
+    scale = [100 * v if style.finite(v) else v for v in ci]
+    return {"value": 100 * s["value"] if style.finite(s.get("value")) else None, "ci": scale}
 
 
 def _mark_measured_best(ax, x, y, layers, q: dict) -> None:
@@ -171,7 +151,7 @@ def _mark_measured_best(ax, x, y, layers, q: dict) -> None:
 def _finetuned(ax, q: dict, lw: float) -> float | None:
     """The fine-tuned model's accuracy without a split, dashed across ``ax`` (if known)."""
     ft = ((q.get("finetuned") or {}).get("test") or {}).get("value")
-    if not _finite(ft):
+    if not style.finite(ft):
         return None
     ft = float(ft)
     lab = f"fine-tuned model, no split ({100 * ft:.1f}%)"
@@ -298,7 +278,7 @@ def _no_split_options(q: dict, camera: pd.DataFrame | None) -> pd.DataFrame:
     m = q.get("metric", "top1")
     rows = []
     ft = (q.get("finetuned") or {}).get("test") or {}
-    if _finite(ft.get("value")):
+    if style.finite(ft.get("value")):
         lo, hi = ft.get("ci") or (np.nan, np.nan)
         rows.append((LC, float(LC_RESULT_BYTES), ft["value"], lo, hi))
     for r in [] if camera is None else camera.to_dict("records"):

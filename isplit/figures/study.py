@@ -11,25 +11,19 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from isplit.figures import style
-from isplit.figures.predictors import PREDICTOR_LABELS, _finite
+from isplit.figures.predictors import PREDICTOR_LABELS
 
 SHOWN = ("cui_mean", "size", "depth", "logme")
 MARKERS = {"cui_mean": "o", "size": "s", "depth": "^", "logme": "D"}
-BEYOND = {"partial": "partial ρ given size and depth", "within_size": "within equal sizes"}
+LABELS = {"partial": "partial ρ given size and depth", "within_size": "within equal sizes"}
 
 
-def _bar(ax, y, entry, color, marker, label=None):
-    v, ci = (entry or {}).get("value"), (entry or {}).get("ci") or [None, None]
-    if not _finite(v):
-        return
-    ax.plot([v], [y], marker, color=color, zorder=3, label=label)
-    if _finite(ci[0]) and _finite(ci[1]):
-        ax.plot([ci[0], ci[1]], [y, y], color=color, lw=1.8)
-
-
-def study_figure(pairs: dict[str, dict], pooled: dict[str, dict], paths) -> list[Path]:
-    """``pairs``: pair name → quality.json; ``pooled``: statistic (partial, within_size) →
-    ``{value, ci}`` across the pairs."""
+def study_figure(
+    pairs: dict[str, dict], statistics: dict[str, str], pooled: dict[str, dict], paths
+) -> list[Path]:
+    """``pairs``: pair name → quality.json; ``statistics``: the kinds of "CUI beyond size and
+    depth" (partial, within_size) → their quality.json key; ``pooled``: kind → ``{value, ci}``
+    across the pairs."""
     names = list(pairs)
     fig = Figure(figsize=(10.5, 0.9 + 0.75 * (len(names) + 1)), layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)
@@ -39,16 +33,18 @@ def study_figure(pairs: dict[str, dict], pooled: dict[str, dict], paths) -> list
         for i, name in enumerate(names):
             entry = pairs[name]["predictors"].get(key, {}).get("rho")
             label = PREDICTOR_LABELS[key] if i == 0 else None
-            _bar(left, y[i] + 0.3 - 0.2 * j, entry, colors[key], MARKERS[key], label)
+            style.point_with_interval(left, entry, y[i] + 0.3 - 0.2 * j, color=colors[key],
+                                      marker=MARKERS[key], label=label, lw=1.8)  # fmt: skip
     left.set_xlabel("ρ: predictor's rank vs test accuracy after retraining", fontsize=9)
     left.legend(fontsize=8, loc="upper left")
-    for j, (kind, label) in enumerate(BEYOND.items()):
-        key = {"partial": "partial_cui_given_size_depth", "within_size": "within_size_cui"}[kind]
+    for j, (kind, key) in enumerate(statistics.items()):
         color = ("tab:blue", "tab:purple")[j]
         for i, name in enumerate(names):
-            _bar(right, y[i] + 0.12 - 0.24 * j, pairs[name].get(key), color, "o",
-                 label if i == 0 else None)  # fmt: skip
-        _bar(right, y[-1] + 0.12 - 0.24 * j, pooled.get(kind), color, "D")
+            style.point_with_interval(right, pairs[name].get(key), y[i] + 0.12 - 0.24 * j,
+                                      color=color, label=LABELS[kind] if i == 0 else None,
+                                      lw=1.8)  # fmt: skip
+        style.point_with_interval(right, pooled.get(kind), y[-1] + 0.12 - 0.24 * j, color=color,
+                                  marker="D", lw=1.8)  # fmt: skip
     right.set_xlabel("CUI beyond size and depth (0: nothing beyond)", fontsize=9)
     right.legend(fontsize=8, loc="upper right")
     for ax in (left, right):

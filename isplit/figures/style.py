@@ -23,6 +23,38 @@ DPI = 150
 CUI_AXIS = "CUI (log10 of mean layer Grad-CAM, a.u.)"
 
 
+def finite(v) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+def stat_text(v) -> str:
+    return f"{v:.2f}".replace("-", "\u2212") if finite(v) else "n/a"
+
+
+def ci_text(s: dict | None) -> str:
+    """``value [lo, hi]`` of a quality.json statistic, ``n/a`` where it has no value."""
+    s = s or {}
+    ci = s.get("ci") or [None, None]
+    if not finite(s.get("value")):
+        return "n/a"
+    if not (finite(ci[0]) and finite(ci[1])):
+        return stat_text(s["value"])
+    return f"{stat_text(s['value'])} [{stat_text(ci[0])}, {stat_text(ci[1])}]"
+
+
+def point_with_interval(ax, entry: dict | None, y: float, *, scale: float = 1.0, **kw) -> None:
+    """A statistic's value as a marker at height ``y`` and its interval as a line, both times
+    ``scale``; nothing where it has no value. ``kw``: ``color``, ``marker``, ``label``."""
+    s = entry or {}
+    v, ci = s.get("value"), s.get("ci") or [None, None]
+    if not finite(v):
+        return
+    color = kw.get("color", "tab:blue")
+    ax.plot([scale * v], [y], kw.get("marker", "o"), color=color, zorder=3, label=kw.get("label"))
+    if finite(ci[0]) and finite(ci[1]):
+        ax.plot([scale * ci[0], scale * ci[1]], [y, y], color=color, lw=kw.get("lw", 2))
+
+
 def read_flags(path: str | Path):
     """``candidates_all.tsv`` with typed flags; a table without them (``candidates.tsv``, the
     selected points only) is refused, since every probe point needs its flags here."""
