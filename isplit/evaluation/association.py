@@ -95,6 +95,17 @@ def direction(x, m: np.ndarray) -> np.ndarray:
         return np.where(norm > 1e-9, r / norm, np.nan)
 
 
+def setup(kind: str, x, sizes, depth, minus=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, M)`` of statistic ``kind`` for predictor values ``x`` over splits with activation
+    ``sizes`` and ``depth`` (all known): ``a`` its direction, or the difference with predictor
+    ``minus``'s (a paired comparison)."""
+    m = design(kind, sizes, depth)
+    a = direction(x, m)
+    if minus is not None:
+        a = a - direction(minus, m)
+    return a, m
+
+
 def measured(a: np.ndarray, m: np.ndarray, y) -> np.ndarray | float:
     """``a·My / |My|`` for accuracies ``y`` (K,) or rows (B, K); ``a`` (K,) or rows (B, K)."""
     y = np.asarray(y, float)

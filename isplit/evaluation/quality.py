@@ -121,10 +121,8 @@ class Study:
         ok = np.isfinite(x) if minus is None else np.isfinite(x) & np.isfinite(minus)
         if ok.sum() < 4:
             return {"value": None, "ci": [None, None], "n_points": int(ok.sum())}
-        m = association.design(kind, self.sizes[ok], self.depth[ok])
-        a = association.direction(x[ok], m)
-        if minus is not None:
-            a = a - association.direction(minus[ok], m)
+        other = None if minus is None else minus[ok]
+        a, m = association.setup(kind, x[ok], self.sizes[ok], self.depth[ok], other)
         if not np.all(np.isfinite(a)):
             return {
                 "value": None,
@@ -139,8 +137,8 @@ class Study:
 
     def on_validation(self, x: np.ndarray) -> float:
         ok = np.isfinite(x)
-        m = association.design("plain", self.sizes[ok], self.depth[ok])
-        return association.measured(association.direction(x[ok], m), m, self.acc_val[ok])
+        a, m = association.setup("plain", x[ok], self.sizes[ok], self.depth[ok])
+        return association.measured(a, m, self.acc_val[ok])
 
     # ------------------------------------------------------------------ regret
     def regret(self, name: str) -> tuple[int | None, dict | None]:
