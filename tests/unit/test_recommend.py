@@ -277,30 +277,25 @@ def test_paired_ties_decide_the_recommendation(files, tmp_path):
     splits["val_top1"] = [acc["l0"], acc["l1"], acc["l2"], float(base.mean())]
     splits.to_parquet(files.dir / "splits.parquet")
     latency_table(P95).to_parquet(files.dir / "latency.parquet")
-    rec = recommend.run(
-        latency_path=files.dir / "latency.parquet",
-        splits_path=files.dir / "splits.parquet",
-        finetune_metrics_path=files.dir / "finetune.json",
-        cfg={"max_p95_s": 0.2, "margin": 0.01},
-        out_json=files.dir / "recommendation.json",
-        outcomes_path=path,
-    )
-    g = rec["groups"][0]
+
+    def run(margin):
+        return recommend.run(
+            latency_path=files.dir / "latency.parquet",
+            splits_path=files.dir / "splits.parquet",
+            finetune_metrics_path=files.dir / "finetune.json",
+            cfg={"max_p95_s": 0.2, "margin": margin},
+            out_json=files.dir / "recommendation.json",
+            outcomes_path=path,
+        )
+
+    g = run(0.01)["groups"][0]
     assert g["recommended"]["layer"] == "l1" and g["tied"] == ["l1", "l3"]
     diff = g["tie_test"]["differences"]
     assert diff["l1"]["equivalent"] and not diff["l0"]["equivalent"]
     assert diff["l0"]["difference"] == pytest.approx(96 / 1200)
     assert g["tie_test"]["margin"] == 0.01
     # a margin of 0 makes nothing equivalent: the most accurate one stands alone
-    rec = recommend.run(
-        latency_path=files.dir / "latency.parquet",
-        splits_path=files.dir / "splits.parquet",
-        finetune_metrics_path=files.dir / "finetune.json",
-        cfg={"max_p95_s": 0.2, "margin": 0.0},
-        out_json=files.dir / "recommendation.json",
-        outcomes_path=path,
-    )
-    assert rec["groups"][0]["recommended"]["layer"] == "l3"
+    assert run(0.0)["groups"][0]["recommended"]["layer"] == "l3"
 
 
 def test_udp_frame_loss_discounts_the_accuracy(files):
