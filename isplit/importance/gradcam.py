@@ -14,14 +14,16 @@ How (and why this way)
 ----------------------
 * **One forward and one backward per batch give every layer.** The model runs as its traced
   graph with an identity *tap* after each probe point (:func:`isplit.nets.graph.tapped`), so a
-  probe may be any cut point, a functional one too. Forward hooks on the taps store ``A`` and
-  *return a clone*, so the rest of the network runs on the clone. An
-  in-place op downstream (VGG's ``ReLU(inplace=True)`` after a probed conv, torchvision's
-  reused in-place ReLUs) then modifies the clone, never the stored ``A`` (docs/methods.md
-  §1.3: without the clone 16 of VGG16's 31 layers come out wrong). The gradient that reaches
-  ``A`` through the clone is ∂y/∂A of the value the split would transmit; for a conv
-  followed by an in-place ReLU that is the ReLU-masked gradient w.r.t. the pre-activation,
-  which is also what the public code's tensor hooks receive (docs/methods.md §1.4).
+  probe may be any cut point, a functional one too. Forward hooks on the taps store ``A``.
+  Where an op later in the graph may write into ``A``'s storage (VGG's ``ReLU(inplace=True)``
+  after a probed conv, torchvision's reused in-place ReLUs; the tap's ``overwritten``, from the
+  graph) the hook *returns a clone*, so the rest of the network runs on the clone and the
+  in-place op modifies the clone, never the stored ``A`` (docs/methods.md §1.3: without the
+  clone 16 of VGG16's 31 layers come out wrong). Elsewhere the copy would only cost time.
+  The gradient that reaches ``A`` through the clone is ∂y/∂A of the value the split would
+  transmit; for a conv followed by an in-place ReLU that is the ReLU-masked gradient w.r.t.
+  the pre-activation, which is also what the public code's tensor hooks receive
+  (docs/methods.md §1.4).
 * In eval mode the samples of a batch do not interact, so ``autograd.grad(Σ_n y_n, A)`` is, row
   by row, each image's own gradient: batching is exact, not an approximation.
 * ``torch.autograd.grad`` w.r.t. the stored activations only: no ``.backward()``, no parameter
@@ -195,7 +197,7 @@ class _Recorder:
                 # a graph leaf (same storage): nothing before the first probe is recorded
                 out = out.detach().requires_grad_(True)
             self.acts[la.index] = out
-            return out.clone()
+            return out.clone() if module.overwritten else out
 
         return hook
 

@@ -27,7 +27,7 @@ import torch
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from isplit.nets import blocks
+from isplit.nets import aliases, blocks
 from isplit.nets.blocks import CutPoint
 
 
@@ -320,7 +320,12 @@ def cut(mg: ModelGraph, name: str) -> tuple[fx.GraphModule, fx.GraphModule]:
 
 
 class Tap(nn.Module):
-    """An identity in the graph right after a probe point, for forward hooks to attach to."""
+    """An identity in the graph right after a probe point, for forward hooks to attach to.
+
+    ``overwritten``: whether an op later in the graph may write into the tensor's storage (set
+    by :func:`tapped`); a hook that keeps the tensor must then keep a copy."""
+
+    overwritten = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -345,4 +350,9 @@ def tapped(mg: ModelGraph, names: Sequence[str]) -> tuple[fx.GraphModule, dict[s
             t = graph.call_module(tap_name, (node,))
         node.replace_all_uses_with(t, delete_user_cb=lambda u, t=t: u is not t)
     gm.recompile()
+    by_target = {n.target: n for n in graph.nodes if n.op == "call_module"}
+    for i, name in enumerate(names):
+        taps[name].overwritten = aliases.overwritten_after(
+            gm, by_target[f"isplit_tap_{i}"], views=(Tap,)
+        )
     return gm, taps

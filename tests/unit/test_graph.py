@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from isplit.importance import gradcam, probe
 from isplit.latency import compute
-from isplit.nets import bottlenecks, graph, models, split
+from isplit.nets import aliases, bottlenecks, graph, models, split
 
 EXAMPLE = "python:examples/custom_net.py:build"
 
@@ -115,3 +115,65 @@ def test_measured_table_times_the_device_half_as_one_program(tmp_path):
     assert t == {"f3": 0.002, compute.LC: 0.010, compute.RC: 0.0}
     with pytest.raises(ValueError, match="lacks device timings"):
         compute.side_times(table, {"table": str(path)}, side="device", layers=["f9"])
+
+
+class _Writes(nn.Module):
+    """conv → (probe) → in-place ReLU; a view of the probe written in place; a write into the
+    tensor the probe was computed in place from; a positional F.relu(x, True)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=how == "module")
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        a = self.conv(x)
+        if self.how == "earlier":  # probe = relu_(a); then a (same storage) is written
+            b = torch.relu_(a)
+            c = self.conv2(b)
+            a.mul_(2)
+            return self.fc((c + a).mean((2, 3)))
+        if self.how == "view":
+            v = a.flatten(2)
+            v.add_(1)
+        elif self.how == "positional":
+            a = F.relu(a, True)
+        else:
+            a = self.act(a)
+        return self.fc(self.conv2(a).mean((2, 3)))
+
+
+def _overwritten(model: nn.Module, node_name: str) -> bool:
+    mg = graph.analyse(model.eval(), (3, 8, 8), "fc")
+    node = next(n for n in mg.gm.graph.nodes if n.name == node_name)
+    return aliases.overwritten_after(mg.gm, node)
+
+
+@pytest.mark.parametrize("how", ["module", "view", "positional"])
+def test_overwritten_after_finds_in_place_writes(how):
+    """The conv output is written later by an in-place op (on it or on a view of it): a hook
+    that keeps it must keep a copy; the output of the next conv is never written."""
+    assert _overwritten(_Writes(how), "conv")
+    assert not _overwritten(_Writes(how), "conv2")
+
+
+def test_overwritten_after_follows_the_tensor_an_in_place_result_shares():
+    assert _overwritten(_Writes("earlier"), "relu_")
+    assert not _overwritten(_Writes("plain"), "act")  # ReLU(inplace=False): a new tensor
+
+
+def test_taps_copy_only_where_the_graph_writes_later():
+    """VGG16's paper probes (after its in-place ReLUs) are never written again; among its
+    public-code probes exactly the convs are, by the in-place ReLU after each."""
+    model = models.build("vgg16", 5).eval()
+    for variant, expect in (("paper", set()), ("public-code", None)):
+        points = models.probe_points(model, variant, 32)
+        mg = graph.analyse(model, (3, 32, 32), "classifier")
+        _, taps = graph.tapped(mg, [p.name for p in points])
+        modules = dict(model.named_modules())
+        conv_then_relu = {p.name for p in points if isinstance(modules.get(p.name), nn.Conv2d)}
+        got = {name for name, t in taps.items() if t.overwritten}
+        assert got == (expect if expect is not None else conv_then_relu), variant
