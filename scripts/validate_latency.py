@@ -3,7 +3,7 @@
 against real TCP and UDP under packet loss.
 
 ``--lossy`` runs :mod:`tools.lossy_validation` instead (options: ``--losses``, ``--frame-bytes``,
-``--frames``, ``--rate-mbps``, ``--delay-ms``, ``--fps``; results in ``lossy.{csv,json,md}``):
+``--frames``, ``--runs``, ``--rate-mbps``, ``--delay-ms``, ``--fps``; results in ``lossy.{csv,json,md}``):
 a user-space bridge between network namespaces drops data frames at random
 (:mod:`tools.lossy_bridge`), so Linux's own retransmission logic is what the simulator's is held
 against. The rest of this docstring is about the loss-free split-inference validation.
@@ -67,7 +67,7 @@ from isplit.deploy import wire
 from isplit.latency import netsim
 from isplit.latency.link import Link, Stream, analytic_latency, answer_s
 from tools import synthetic
-from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args
+from tools.relay import netns_pair, netns_unavailable, qdisc_stats, tbf_args, wait_for_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,20 +121,6 @@ def build_default_splits(out: Path, image_size: int = 96) -> dict[str, Path]:
 
 def python_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", *args]
-
-
-def wait_for_line(proc: subprocess.Popen, log: Path, needle: str, timeout_s: float) -> str:
-    """The first line of ``log`` containing ``needle`` (a server announcing its port)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.exists():
-            for line in log.read_text().splitlines():
-                if needle in line:
-                    return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:6]} exited with {proc.returncode}:\n{log.read_text()}")
-        time.sleep(0.05)
-    raise TimeoutError(f"no {needle!r} from {proc.args[:6]} within {timeout_s} s")
 
 
 def port_of(line: str) -> int:

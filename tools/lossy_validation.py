@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from isplit.latency import netsim, stats
 from isplit.latency.link import Link, Stream, TcpOptions, serialisation_s
 from tools.frame_stream import TCP_HEADER, UDP_DATA, UDP_HEADER
 from tools.lossy_bridge import lossy_link
+from tools.relay import wait_for_line
 
 ROOT = Path(__file__).resolve().parents[1]
 CRITERIA = {"p50": 0.15, "p95": 0.25, "udp_sigma": 3.0}
@@ -49,19 +49,6 @@ def sim_stream(proto: str, frame_bytes: int, **kw) -> Stream:
     else:
         fr, nbytes = LINUX_UDP, frame_bytes
     return Stream(nbytes, proto, answer_bytes=0, tcp=TcpOptions("linux"), **fr, **kw)
-
-
-def _wait_line(proc, log: Path, needle: str, timeout_s: float = 60) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        for line in text.splitlines():
-            if needle in line:
-                return line
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[-8:]} exited:\n{text}")
-        time.sleep(0.05)
-    raise TimeoutError(f"no {needle!r} within {timeout_s} s")
 
 
 def measure(cond: dict, *, rate_bps, delay_s, fps, seed, work: Path) -> tuple[pd.DataFrame, dict]:
@@ -91,7 +78,7 @@ def measure(cond: dict, *, rate_bps, delay_s, fps, seed, work: Path) -> tuple[pd
                 cwd=ROOT,
             )
         try:
-            port = int(_wait_line(server, out, "listening on").rsplit(":", 1)[1])
+            port = int(wait_for_line(server, out, "listening on", 60).rsplit(":", 1)[1])
             cmd = [
                 *link.prefix("device"),
                 *py,
@@ -162,10 +149,23 @@ def kernel_counters(prefix: list[str]) -> dict:
     return out
 
 
-def summarise(latency, clean, p_clean: float, seed: int = 0) -> dict:
-    """Stratified p50/p95 with intervals, and the plain sample percentiles."""
+def summarise(latency, clean, p_clean: float, seed: int = 0, runs=None) -> dict:
+    """Stratified p50/p95 with intervals, and the plain sample percentiles. ``runs``: each
+    frame's run where frames of several independent runs are pooled (the intervals then
+    resample runs, :func:`isplit.latency.stats.stratified_runs`)."""
     lat = np.asarray(latency, float)
-    pct = stats.stratified(lat, np.asarray(clean, int), {1: p_clean, 0: 1 - p_clean}, seed=seed)
+    weights = {1: p_clean, 0: 1 - p_clean}
+    if runs is not None and len(np.unique(runs)) > 1:
+        runs = np.asarray(runs)
+        ids = np.unique(runs)
+        pct = stats.stratified_runs(
+            [lat[runs == i] for i in ids],
+            [np.asarray(clean, int)[runs == i] for i in ids],
+            weights,
+            seed=seed,
+        )
+    else:
+        pct = stats.stratified(lat, np.asarray(clean, int), weights, seed=seed)
     plain = np.percentile(lat, [50, 95]) if lat.size else [np.nan, np.nan]
     lossy = lat[~np.asarray(clean, bool)]
     return {
@@ -214,14 +214,24 @@ def calibrate(df: pd.DataFrame, proto: str, frame_bytes: int, rate_bps: float) -
 
 
 def compare(cond: dict, meas: pd.DataFrame, sim: dict, bridge: dict, seed: int) -> dict:
+    """One row of the table; ``meas`` may pool several runs (its ``run`` column)."""
     lat = (meas["done"] - meas["due"]).to_numpy()
     got = np.isfinite(lat)
-    m = summarise(lat[got], meas["clean"].to_numpy()[got], sim["p_clean"], seed)
+    runs = meas["run"].to_numpy() if "run" in meas else np.zeros(len(meas), int)
+    m = summarise(lat[got], meas["clean"].to_numpy()[got], sim["p_clean"], seed, runs[got])
+    per_run = [
+        summarise(lat[got & (runs == i)], meas["clean"].to_numpy()[got & (runs == i)], 1.0)
+        for i in np.unique(runs)
+    ]
     n = len(meas)
     row = {
         **cond,
         "packets": sim["packets"],
         "n_measured": n,
+        "runs_measured": len(per_run),
+        # the spread of one run's plain percentiles from one loss pattern to the next
+        "meas_run_p95_min": min(r["plain_p95"] for r in per_run),
+        "meas_run_p95_max": max(r["plain_p95"] for r in per_run),
         "bridge_data_frames": bridge["data_a_to_b"],
         "bridge_dropped": bridge["dropped"],
         "bridge_loss": bridge["dropped"] / max(bridge["data_a_to_b"], 1),
@@ -244,15 +254,44 @@ def compare(cond: dict, meas: pd.DataFrame, sim: dict, bridge: dict, seed: int) 
     return row
 
 
-def run(conds, *, rate_bps, delay_s, fps, seed, n_sim, work: Path, log=print) -> tuple[list, float]:
-    """Measure every condition (loss-0 ones first: they give the delay) and compare."""
+def pooled_runs(parts: list[tuple[pd.DataFrame, dict]]) -> tuple[pd.DataFrame, dict]:
+    """Several runs of one condition as one: frames stacked (with their ``run``), the bridge's
+    counts summed, the kernel's counters per run (their mean, as the simulator's are)."""
+    df = pd.concat([d for d, _ in parts], ignore_index=True)
+    infos = [i for _, i in parts]
+    info = dict(infos[0])
+    for k in ("data_a_to_b", "dropped", "kernel_drops"):
+        info[k] = sum(i[k] for i in infos)
+    for k in info:
+        if k.startswith("kernel_") and k != "kernel_drops":
+            info[k] = float(np.mean([i[k] for i in infos]))
+    info["bridge_log"] = ",".join(i["bridge_log"] for i in infos)
+    return df, info
+
+
+def run(
+    conds, *, rate_bps, delay_s, fps, seed, n_sim, work: Path, log=print, runs: int = 1
+) -> tuple[list, float]:
+    """Measure every condition (loss-0 ones first: they give the delay) ``runs`` times, each
+    run on a fresh test bed with its own loss seed (``seed``, ``seed + 1``, …), and compare."""
     work.mkdir(parents=True, exist_ok=True)
     measured = {}
+    for k in range(runs):
+        (work / f"run{k}").mkdir(exist_ok=True)
     for cond in sorted(conds, key=lambda c: c["loss"]):
-        measured[id(cond)] = measure(
-            cond, rate_bps=rate_bps, delay_s=delay_s, fps=fps, seed=seed, work=work
-        )
-        log(f"measured {cond}: bridge {measured[id(cond)][1]}")
+        parts = []
+        for k in range(runs):
+            df, info = measure(
+                cond,
+                rate_bps=rate_bps,
+                delay_s=delay_s,
+                fps=fps,
+                seed=seed + k,
+                work=work / f"run{k}" if runs > 1 else work,
+            )
+            parts.append((df.assign(run=k), info))
+            log(f"measured {cond} (run {k + 1} of {runs}): bridge {info}")
+        measured[id(cond)] = pooled_runs(parts)
     ref = [c for c in conds if c["loss"] == 0 and c["proto"] == "udp"]
     ref = ref or [c for c in conds if c["loss"] == 0]
     eff_delay = delay_s
@@ -272,6 +311,12 @@ def run(conds, *, rate_bps, delay_s, fps, seed, n_sim, work: Path, log=print) ->
 
 def _ms(v) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v * 1e3:.1f}"
+
+
+def _run_range(r: dict) -> str:
+    if r.get("runs_measured", 1) < 2:
+        return ""
+    return f"; one run: {_ms(r['meas_run_p95_min'])}–{_ms(r['meas_run_p95_max'])}"
 
 
 def table_markdown(rows: list[dict]) -> str:
@@ -295,14 +340,17 @@ def table_markdown(rows: list[dict]) -> str:
             else "no: "
             + ", ".join(k for k, v in zip(("p50", "p95", "frame loss"), ok, strict=False) if not v)
         )
+        n, runs = r["n_measured"], r.get("runs_measured", 1)
+        n_text = f"{runs} × {n // runs}" if runs > 1 else f"{n}"
         lines.append(
             f"| {r['proto'].upper()} | {r['frame_bytes']:,} B | {r['packets']} | "
-            f"{r['loss'] * 100:g} % | {r['n_measured']} | {_ms(r['meas_p50'])} "
+            f"{r['loss'] * 100:g} % | {n_text} | {_ms(r['meas_p50'])} "
             f"[{_ms(r['meas_p50_lo'])}, {_ms(r['meas_p50_hi'])}] | {_ms(r['sim_p50'])} | "
             f"{r['err_p50']:+.0%} | {_ms(r['meas_p95'])} [{_ms(r['meas_p95_lo'])}, "
-            f"{_ms(r['meas_p95_hi'])}] | {_ms(r['sim_p95'])} [{_ms(r['sim_p95_lo'])}, "
-            f"{_ms(r['sim_p95_hi'])}] | {r['err_p95']:+.0%} | {_ms(r['meas_lossy_p50'])} "
-            f"(n = {r['meas_n_lossy']}) / {_ms(r['sim_lossy_p50'])} | {fl} | {verdict} |"
+            f"{_ms(r['meas_p95_hi'])}]{_run_range(r)} | {_ms(r['sim_p95'])} "
+            f"[{_ms(r['sim_p95_lo'])}, {_ms(r['sim_p95_hi'])}] | {r['err_p95']:+.0%} | "
+            f"{_ms(r['meas_lossy_p50'])} (n = {r['meas_n_lossy']}) / {_ms(r['sim_lossy_p50'])} "
+            f"| {fl} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -326,6 +374,9 @@ def main(argv=None) -> int:
     p.add_argument("--fps", type=float, default=10.0)
     p.add_argument("--sim-frames", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--runs", type=int, default=1, help="measured runs per condition, each its own loss seed"
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,6 +394,7 @@ def main(argv=None) -> int:
         seed=args.seed,
         n_sim=args.sim_frames,
         work=out / "lossy",
+        runs=args.runs,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
     md = table_markdown(rows)

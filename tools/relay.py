@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
 
@@ -366,6 +367,22 @@ def qdisc_stats(pair: NetnsPair, side: str = "device") -> str:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+def wait_for_line(proc: subprocess.Popen, log: Path, needle: str, timeout_s: float) -> str:
+    """The first line of ``log`` containing ``needle`` (a server announcing its port);
+    fails at once if the process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists():
+            for line in log.read_text().splitlines():
+                if needle in line:
+                    return line
+        if proc.poll() is not None:
+            text = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"{proc.args[:6]} exited with {proc.returncode}:\n{text}")
+        time.sleep(0.05)
+    raise TimeoutError(f"no {needle!r} from {proc.args[:6]} within {timeout_s} s")
 
 
 def _host_port(value: str) -> tuple[str, int]:
