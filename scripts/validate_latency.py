@@ -3,8 +3,8 @@
 against real TCP and UDP under packet loss.
 
 ``--lossy`` runs :mod:`tools.lossy_validation` instead (options: ``--losses``, ``--frame-bytes``,
-``--frames``, ``--runs``, ``--rate-mbps``, ``--delay-ms``, ``--fps``; results in ``lossy.{csv,json,md}``):
-a user-space bridge between network namespaces drops data frames at random
+``--frames``, ``--runs``, ``--rate-mbps``, ``--delay-ms``, ``--fps``; results in
+``lossy.{csv,json,md}``): a user-space bridge between network namespaces drops data frames at random
 (:mod:`tools.lossy_bridge`), so Linux's own retransmission logic is what the simulator's is held
 against. The rest of this docstring is about the loss-free split-inference validation.
 
