@@ -196,8 +196,9 @@ def simulate(cond: dict, *, rate_bps, delay_s, fps, n_frames: int, seed: int) ->
     ]
     lat = np.concatenate([r.latency_s for r in runs])
     clean = np.concatenate([r.clean[~r.lost] for r in runs])
+    run_of = np.concatenate([np.full(len(x.latency_s), k) for k, x in enumerate(runs)])
     r = runs[0]
-    out = summarise(lat, clean, r.p_clean, seed)
+    out = summarise(lat, clean, r.p_clean, seed, run_of)
     out.update(frame_loss=r.frame_loss, packets=r.packets_per_frame, p_clean=r.p_clean)
     out["runs"] = len(runs)
     # event counts per run, to hold against the kernel's

@@ -50,14 +50,16 @@ def stream_of(frame_bytes: int, protocol: str, frames: int, backend: str, tcp=No
 
 def pooled(results: list[netsim.SimResult], *, n_boot: int = 200, seed: int = 0):
     """Stratified p50/p95 (:mod:`.stats`) of one condition's runs with several seeds, their
-    delivered frames pooled; the clean weight is the runs' exact one (one stratum where the
-    medium has none: NaN)."""
-    lat = np.concatenate([r.latency_s for r in results])
-    clean = np.concatenate([r.clean[~r.lost] for r in results])
+    delivered frames pooled, with intervals from the runs (:func:`.stats.stratified_runs`);
+    the clean weight is the runs' exact one (one stratum where the medium has none: NaN)."""
+    lat = [r.latency_s for r in results]
     w = results[0].p_clean
     if np.isfinite(w):
-        return stats.stratified(lat, clean.astype(int), {1: w, 0: 1 - w}, n_boot=n_boot, seed=seed)
-    return stats.stratified(lat, np.ones(lat.size, int), {1: 1.0}, n_boot=n_boot, seed=seed)
+        lab = [r.clean[~r.lost].astype(int) for r in results]
+        weights = {1: w, 0: 1 - w}
+    else:
+        lab, weights = [np.ones(x.size, int) for x in lat], {1: 1.0}
+    return stats.stratified_runs(lat, lab, weights, n_boot=n_boot, seed=seed)
 
 
 def frames(res: netsim.SimResult) -> pd.DataFrame:
