@@ -62,6 +62,7 @@ def _noisy_table(p, sizes, depth, rng, n=262, seeds=5):
     )
 
 
+@pytest.mark.slow  # ~10-25 s
 def test_within_size_statistic_is_not_fooled_by_depth():
     """Accuracy depends on depth only (a curved rise) and CUI = depth + noise: CUI ranks the
     splits well overall, but among splits of equal size, beyond depth, it knows nothing — the
