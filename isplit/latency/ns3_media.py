@@ -206,6 +206,9 @@ def _wifi(ns, nodes, link: Link, models_for):
     server = addresses.Assign(wire).GetAddress(1)
     ns.Ipv4GlobalRoutingHelper.PopulateRoutingTables()
     ns.NeighborCacheHelper().PopulateNeighborCache()
+    # association flushes the stations' ARP caches: without this, a frame's fourth packet
+    # onwards waited for ARP in a queue of three and the first frame was lost
+    ns.cppyy.gbl.isplit_ns3.PopulateNeighborsAt(CONNECT_S)
     for k in range(link.contenders):
         s = ns.Socket.CreateSocket(others.Get(k), ns.UdpSocketFactory.GetTypeId())
         s.Bind()

@@ -393,6 +393,12 @@ void ConnectAt(Ptr<Socket> s, Address to, double atS) {
   Simulator::Schedule(Seconds(atS), [s, to]() { s->Connect(to); });
 }
 
+// A device's ARP cache is flushed when its link comes up (a Wi-Fi station's, on association),
+// so the static entries are written again once the link is up.
+void PopulateNeighborsAt(double atS) {
+  Simulator::Schedule(Seconds(atS), []() { NeighborCacheHelper().PopulateNeighborCache(); });
+}
+
 void EnableLater(Ptr<ErrorModel> em, double atS) {
   Simulator::Schedule(Seconds(atS), &ErrorModel::Enable, em);
 }
