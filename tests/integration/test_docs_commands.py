@@ -28,7 +28,7 @@ WRITES = {
     "scripts.fit_device_profiles": [],
 }
 #: options cut down; a command without one of these gets none added
-SMALL = {"--frames": "20", "--seeds": "0,1", "--sim-frames": "200"}
+SMALL = {"--frames": "20", "--seeds": "0,1", "--sim-frames": "200", "--runs": "2"}
 #: what the lossy bridge measures at this size: one loss level, one-packet TCP frames
 LOSSY_SMALL = ["--losses", "0.05", "--frame-bytes", "1000", "--protocols", "tcp"]
 
