@@ -27,6 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959963984540054
+#: a table's columns for these percentiles with their intervals (latency.parquet, and the
+#: recommendation's points that copy them)
+PERCENTILE_COLUMNS = (
+    "latency_p50_s",
+    "latency_p50_lo_s",
+    "latency_p50_hi_s",
+    "latency_p95_s",
+    "latency_p95_lo_s",
+    "latency_p95_hi_s",
+)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ import pandas as pd
 from isplit.config import settings
 from isplit.evaluation.pareto import pareto_front
 from isplit.io.files import write_json
+from isplit.latency.stats import PERCENTILE_COLUMNS
 from isplit.recommend import ties
 from isplit.recommend.candidates import endpoints, is_endpoint
 from isplit.recommend.recommend_text import CONSTRAINTS, fmt_excess, fmt_s
@@ -98,12 +99,7 @@ POINT_FIELDS = [
     "test_accuracy_lo",
     "test_accuracy_hi",
     "delivered_test_accuracy",
-    "latency_p50_s",
-    "latency_p50_lo_s",
-    "latency_p50_hi_s",
-    "latency_p95_s",
-    "latency_p95_lo_s",
-    "latency_p95_hi_s",
+    *PERCENTILE_COLUMNS,
     "frame_loss",
     "fps_max",
     "bytes",
