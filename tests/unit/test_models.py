@@ -164,6 +164,7 @@ def test_public_code_probe_points_keep_its_quirks():
         models.probe_points(vgg, "other")
 
 
+@pytest.mark.slow  # ~6 s
 def test_head_replaced_other_weights_kept(tmp_path):
     torch.manual_seed(1)
     src = torchvision_model("vgg16")

@@ -30,6 +30,7 @@ def test_identity_split_at_every_probe_point(nets, name):
         assert not head & tail and head | tail == own, p.name
 
 
+@pytest.mark.slow  # 4-7 s per network
 @pytest.mark.parametrize("name", NETS)
 def test_autoencoder_shapes_and_bytes_at_every_probe_point(nets, name):
     model = nets[name]
@@ -55,6 +56,7 @@ def test_autoencoder_shapes_and_bytes_at_every_probe_point(nets, name):
             assert s.transmitted_bytes() == z[0].numel() * 4
 
 
+@pytest.mark.slow  # ~9 s
 def test_bytes_match_public_code_sizes(nets):
     # docs/methods.md: VGG16 at 224 px, pool3 → 12,544 B, block1 convs → 200,704 B
     vgg = models.build("vgg16", 5)
