@@ -73,22 +73,28 @@ def _may_write(n: fx.Node, into: fx.Node, modules: dict[str, nn.Module]) -> bool
     return _in_place(n, modules) and bool(n.args) and n.args[0] is into
 
 
-def overwritten_after(gm: fx.GraphModule, node: fx.Node, views: tuple[type, ...] = ()) -> bool:
-    """Whether an op after ``node`` may write into the storage ``node``'s value lives in: the
-    value itself, a view of it, or the tensor it is an in-place result or a view of.
+def overwritten_after(
+    gm: fx.GraphModule, nodes: list[fx.Node], views: tuple[type, ...] = ()
+) -> list[bool]:
+    """For each of ``nodes``: whether an op after it may write into the storage its value lives
+    in: the value itself, a view of it, or the tensor it is an in-place result or a view of.
     ``views``: more module types that return their input (identities of the caller's)."""
     modules = dict(gm.named_modules())
     order = {n: i for i, n in enumerate(gm.graph.nodes)}
-    base = node
-    while _aliases(base, modules, views) and base.args and isinstance(base.args[0], fx.Node):
-        base = base.args[0]
-    todo, seen = [base], {base}
-    while todo:
-        n = todo.pop()
-        for u in n.users:
-            if order[u] > order[node] and _may_write(u, n, modules):
-                return True
-            if u not in seen and _aliases(u, modules, views) and u.args and u.args[0] is n:
-                seen.add(u)
-                todo.append(u)
-    return False
+
+    def written(node: fx.Node) -> bool:
+        base = node
+        while _aliases(base, modules, views) and base.args and isinstance(base.args[0], fx.Node):
+            base = base.args[0]
+        todo, seen = [base], {base}
+        while todo:
+            n = todo.pop()
+            for u in n.users:
+                if order[u] > order[node] and _may_write(u, n, modules):
+                    return True
+                if u not in seen and _aliases(u, modules, views) and u.args and u.args[0] is n:
+                    seen.add(u)
+                    todo.append(u)
+        return False
+
+    return [written(n) for n in nodes]

@@ -340,7 +340,7 @@ def tapped(mg: ModelGraph, names: Sequence[str]) -> tuple[fx.GraphModule, dict[s
     graph.output(graph.graph_copy(mg.gm.graph, val_map))
     nodes = {old.name: new for old, new in val_map.items()}
     gm = fx.GraphModule(mg.gm, graph, class_name=type(mg.gm).__name__)
-    taps = {}
+    taps, tap_nodes = {}, []
     for i, name in enumerate(names):
         node = nodes[mg.point(name).node]
         tap_name = f"isplit_tap_{i}"
@@ -349,10 +349,9 @@ def tapped(mg: ModelGraph, names: Sequence[str]) -> tuple[fx.GraphModule, dict[s
         with graph.inserting_after(node):
             t = graph.call_module(tap_name, (node,))
         node.replace_all_uses_with(t, delete_user_cb=lambda u, t=t: u is not t)
+        tap_nodes.append(t)
     gm.recompile()
-    by_target = {n.target: n for n in graph.nodes if n.op == "call_module"}
-    for i, name in enumerate(names):
-        taps[name].overwritten = aliases.overwritten_after(
-            gm, by_target[f"isplit_tap_{i}"], views=(Tap,)
-        )
+    written = aliases.overwritten_after(gm, tap_nodes, views=(Tap,))
+    for name, w in zip(names, written, strict=True):
+        taps[name].overwritten = w
     return gm, taps

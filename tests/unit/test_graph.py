@@ -149,7 +149,7 @@ class _Writes(nn.Module):
 def _overwritten(model: nn.Module, node_name: str) -> bool:
     mg = graph.analyse(model.eval(), (3, 8, 8), "fc")
     node = next(n for n in mg.gm.graph.nodes if n.name == node_name)
-    return aliases.overwritten_after(mg.gm, node)
+    return aliases.overwritten_after(mg.gm, [node])[0]
 
 
 @pytest.mark.parametrize("how", ["module", "view", "positional"])
